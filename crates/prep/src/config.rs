@@ -1,0 +1,141 @@
+//! The declarative description of one source file: where it is, how it is encoded, and which
+//! of its columns feed which fields of the canonical schema.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use strata_core::FieldType;
+
+/// How a file is laid out. When omitted it is inferred from the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    Csv,
+    Tsv,
+    /// Columns separated by runs of spaces or tabs (CDNOW's layout).
+    Whitespace,
+    Jsonl,
+    Parquet,
+}
+
+impl SourceFormat {
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "csv" => Self::Csv,
+            "tsv" | "tab" => Self::Tsv,
+            "txt" | "dat" => Self::Whitespace,
+            "jsonl" | "ndjson" | "json" => Self::Jsonl,
+            "parquet" | "pq" => Self::Parquet,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a field's value comes from: a column name (a dotted path in JSON Lines) or a 1-based
+/// column position for files without a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnRef {
+    Name(String),
+    Position(usize),
+}
+
+impl std::fmt::Display for ColumnRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Name(n) => f.write_str(n),
+            Self::Position(p) => write!(f, "#{p}"),
+        }
+    }
+}
+
+/// How one field is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSpec {
+    pub column: ColumnRef,
+    /// Overrides the canonical type; required for fields outside the canonical schema
+    /// (defaults to string there).
+    pub ty: Option<FieldType>,
+    /// chrono formats tried in order for dates and timestamps (`epoch_seconds` and
+    /// `epoch_millis` are accepted too).
+    pub formats: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawColumnSpec {
+    Name(String),
+    Position(usize),
+    Table(RawColumnTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumnTable {
+    column: RawColumnRef,
+    #[serde(rename = "type")]
+    ty: Option<FieldType>,
+    format: Option<String>,
+    #[serde(default)]
+    formats: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawColumnRef {
+    Name(String),
+    Position(usize),
+}
+
+impl From<RawColumnRef> for ColumnRef {
+    fn from(raw: RawColumnRef) -> Self {
+        match raw {
+            RawColumnRef::Name(n) => Self::Name(n),
+            RawColumnRef::Position(p) => Self::Position(p),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match RawColumnSpec::deserialize(d)? {
+            RawColumnSpec::Name(n) => Self { column: ColumnRef::Name(n), ty: None, formats: vec![] },
+            RawColumnSpec::Position(p) => {
+                Self { column: ColumnRef::Position(p), ty: None, formats: vec![] }
+            }
+            RawColumnSpec::Table(t) => {
+                let mut formats: Vec<String> = t.format.into_iter().collect();
+                formats.extend(t.formats);
+                Self { column: t.column.into(), ty: t.ty, formats }
+            }
+        })
+    }
+}
+
+/// One input file and its mapping onto a canonical table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub path: PathBuf,
+    pub format: Option<SourceFormat>,
+    /// Whether the first line names the columns (text formats). Default: true.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Field delimiter for `csv` (default `,`).
+    pub delimiter: Option<char>,
+    /// Canonical or extra field name → where its value comes from. When empty, every
+    /// canonical field is read from the column of the same name (for events: Segment's
+    /// camelCase names).
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnSpec>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl SourceConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), format: None, header: true, delimiter: None, columns: BTreeMap::new() }
+    }
+}

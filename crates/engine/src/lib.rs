@@ -1,1 +1,18 @@
-//! placeholder
+//! Orchestration and the API boundary: a `strata.toml` config drives one pipeline run —
+//! load sources, compute features on DataFusion, choose k and fit k-means, profile and name
+//! segments, write assignments, `segments.json`, the model, the quarantine and the report.
+//!
+//! The CLI (and later the server) call only this crate.
+
+mod config;
+mod output;
+mod pipeline;
+
+pub use config::{
+    Config, FeaturesConfig, RunConfig, SegmentationConfig, SourcesConfig, generated_world_config,
+    quickstart_config,
+};
+pub use pipeline::{EngineError, NoProgress, Progress, RunSummary, run};
+pub use strata_core::{FixedClock, SystemClock};
+pub use strata_ml::{SegmentProfile, SegmentationModel};
+pub use strata_report::SourceSummary;

@@ -1,0 +1,284 @@
+//! `strata.toml`: sources and their column mappings, features, model choice, outputs.
+//! Relative paths are resolved against the directory of the config file.
+
+use crate::pipeline::EngineError;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use strata_features::RFM_COLUMNS;
+use strata_ml::ScalerKind;
+use strata_prep::SourceConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub run: RunConfig,
+    pub sources: SourcesConfig,
+    #[serde(default)]
+    pub features: FeaturesConfig,
+    #[serde(default)]
+    pub segmentation: SegmentationConfig,
+    /// Directory relative paths are resolved against (the config file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// SHA-256 of the config text, recorded with every run.
+    #[serde(skip)]
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Title of the report.
+    #[serde(default = "default_name")]
+    pub name: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Features are computed from orders strictly before this date (`YYYY-MM-DD` or RFC 3339).
+    /// Default: midnight after the last order.
+    pub as_of: Option<String>,
+    #[serde(default = "default_output")]
+    pub output: PathBuf,
+    /// Worker threads (0 = all cores).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_name() -> String {
+    "Strata segmentation".into()
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_output() -> PathBuf {
+    PathBuf::from("strata-out")
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self { name: default_name(), seed: default_seed(), as_of: None, output: default_output(), threads: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    pub orders: SourceConfig,
+    pub customers: Option<SourceConfig>,
+    pub events: Option<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesConfig {
+    /// The features the segmentation model sees.
+    #[serde(default = "default_segment_on")]
+    pub segment_on: Vec<String>,
+    #[serde(default = "default_scaling")]
+    pub scaling: ScalerKind,
+}
+
+fn default_segment_on() -> Vec<String> {
+    RFM_COLUMNS.iter().map(|s| s.to_string()).collect()
+}
+fn default_scaling() -> ScalerKind {
+    ScalerKind::LogZScore
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        Self { segment_on: default_segment_on(), scaling: default_scaling() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentationConfig {
+    #[serde(default = "default_k_min")]
+    pub k_min: usize,
+    #[serde(default = "default_k_max")]
+    pub k_max: usize,
+    #[serde(default = "default_n_init")]
+    pub n_init: usize,
+    #[serde(default = "default_silhouette_sample")]
+    pub silhouette_sample: usize,
+    #[serde(default = "default_min_share")]
+    pub min_segment_share: f64,
+}
+
+fn default_k_min() -> usize {
+    2
+}
+fn default_k_max() -> usize {
+    8
+}
+fn default_n_init() -> usize {
+    10
+}
+fn default_silhouette_sample() -> usize {
+    4000
+}
+fn default_min_share() -> f64 {
+    0.01
+}
+
+impl Default for SegmentationConfig {
+    fn default() -> Self {
+        Self {
+            k_min: default_k_min(),
+            k_max: default_k_max(),
+            n_init: default_n_init(),
+            silhouette_sample: default_silhouette_sample(),
+            min_segment_share: default_min_share(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file. Errors name the file and, for syntax and type
+    /// errors, the line.
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| EngineError::ConfigRead { path: path.to_path_buf(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, path, &base)
+    }
+
+    /// Parses config text; `origin` names it in errors, `base_dir` anchors relative paths.
+    pub fn parse(text: &str, origin: &Path, base_dir: &Path) -> Result<Self, EngineError> {
+        use sha2::Digest;
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| EngineError::ConfigInvalid { path: origin.to_path_buf(), message: e.to_string() })?;
+        config.base_dir = base_dir.to_path_buf();
+        config.hash = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
+        config.check(origin)?;
+        Ok(config)
+    }
+
+    fn check(&self, origin: &Path) -> Result<(), EngineError> {
+        let invalid = |message: String| EngineError::ConfigInvalid { path: origin.to_path_buf(), message };
+        if self.features.segment_on.is_empty() {
+            return Err(invalid("[features] segment_on is empty: name at least one feature".into()));
+        }
+        for f in &self.features.segment_on {
+            if !RFM_COLUMNS.contains(&f.as_str()) {
+                return Err(invalid(format!(
+                    "[features] segment_on: unknown feature `{f}`; available: {}",
+                    RFM_COLUMNS.join(", ")
+                )));
+            }
+        }
+        let s = &self.segmentation;
+        if s.k_min < 2 || s.k_max < s.k_min {
+            return Err(invalid(format!(
+                "[segmentation] needs 2 ≤ k_min ≤ k_max, got k_min = {}, k_max = {}",
+                s.k_min, s.k_max
+            )));
+        }
+        if s.n_init == 0 {
+            return Err(invalid("[segmentation] n_init must be at least 1".into()));
+        }
+        if !(0.0..0.5).contains(&s.min_segment_share) {
+            return Err(invalid("[segmentation] min_segment_share must be in [0, 0.5)".into()));
+        }
+        if s.silhouette_sample < 100 {
+            return Err(invalid("[segmentation] silhouette_sample must be at least 100".into()));
+        }
+        if let Some(a) = &self.run.as_of {
+            if strata_prep::parse_timestamp_micros(a, &[]).is_none() {
+                return Err(invalid(format!("[run] as_of = \"{a}\" is not a date (use YYYY-MM-DD)")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A path from the config, resolved against the config's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+}
+
+/// The config `strata quickstart` writes beside its copy of CDNOW.
+pub fn quickstart_config(data_file: &str) -> String {
+    format!(
+        r#"# Strata quickstart: RFM segmentation of the CDNOW customers (Fader, Hardie & Lee).
+# Re-run with: strata run --config <this file>. Paths are relative to this file.
+
+[run]
+name = "CDNOW customer segments"
+seed = 42
+output = "."
+
+[sources.orders]
+path = "{data_file}"
+format = "whitespace"          # columns separated by runs of spaces
+header = true
+
+[sources.orders.columns]
+customer_id = "customer_id"
+timestamp = {{ column = "date", format = "%Y%m%d" }}
+amount = "dollar_value"
+quantity = "number_of_cds"
+
+[features]
+segment_on = ["recency_days", "frequency", "monetary", "tenure_days", "aov"]
+scaling = "log_z_score"
+
+[segmentation]
+k_min = 2
+k_max = 8
+n_init = 10
+min_segment_share = 0.01
+"#
+    )
+}
+
+/// The config `strata generate` writes beside the generated world.
+pub fn generated_world_config(as_of: &str, seed: u64) -> String {
+    format!(
+        r#"# A generated e-commerce world (strata generate). Run with: strata run --config <this file>
+
+[run]
+name = "Generated e-commerce world"
+seed = {seed}
+as_of = "{as_of}"
+output = "strata-out"
+
+[sources.orders]
+path = "orders.csv"
+
+[sources.orders.columns]
+order_id = "order_id"
+customer_id = "customer_id"
+timestamp = "order_date"
+amount = "amount"
+quantity = "quantity"
+currency = "currency"
+
+[sources.customers]
+path = "customers.csv"
+
+[sources.customers.columns]
+customer_id = "customer_id"
+email = "email"
+name = "last_name"
+signup_date = {{ column = "signup_date", formats = ["%Y-%m-%d", "%d/%m/%Y", "%Y%m%d"] }}
+first_name = "first_name"
+gender = "gender"
+age = {{ column = "age", type = "int" }}
+country = "country"
+city = "city"
+
+[sources.events]
+path = "events.jsonl"
+
+[features]
+segment_on = ["recency_days", "frequency", "monetary", "tenure_days", "aov"]
+scaling = "log_z_score"
+
+[segmentation]
+k_min = 2
+k_max = 8
+"#
+    )
+}

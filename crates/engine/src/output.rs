@@ -1,0 +1,195 @@
+//! Writes a run's outputs. Each file is written to a temporary name and renamed into place,
+//! so a failed run never leaves a half-written file behind.
+
+use crate::config::Config;
+use crate::pipeline::{EngineError, RunSummary};
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use strata_core::{EntityKind, Quarantined};
+use strata_ml::{SegmentationModel, Selection};
+use strata_report::{ReportInput, render_report};
+
+pub(crate) struct Outputs<'a> {
+    pub config: &'a Config,
+    pub summary: &'a RunSummary,
+    pub rfm: &'a RecordBatch,
+    pub labels: &'a [u32],
+    pub model: &'a SegmentationModel,
+    pub selection: &'a Selection,
+    pub quarantined: &'a [(EntityKind, &'a Quarantined)],
+    pub projection: Vec<[f64; 2]>,
+    pub projection_labels: Vec<u32>,
+    pub explained: [f64; 2],
+    pub rfm_grid: [[u64; 5]; 5],
+    pub rfm_segments: Vec<(String, u64)>,
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let err = |source| EngineError::Write { path: path.to_path_buf(), source };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+fn internal(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Model(e.to_string())
+}
+
+/// The RFM batch with `segment_id` and `segment` inserted after `customer_id`.
+fn assignments(o: &Outputs<'_>) -> Result<RecordBatch, EngineError> {
+    let names = &o.model.segment_names;
+    let ids: ArrayRef = Arc::new(UInt32Array::from(o.labels.to_vec()));
+    let segment: ArrayRef = Arc::new(StringArray::from_iter_values(
+        o.labels.iter().map(|&l| names.get(l as usize).map_or("", String::as_str)),
+    ));
+    let schema = o.rfm.schema();
+    let mut fields: Vec<Arc<Field>> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        fields.push(f.clone());
+        columns.push(o.rfm.column(i).clone());
+        if f.name() == "customer_id" {
+            fields.push(Arc::new(Field::new("segment_id", DataType::UInt32, false)));
+            columns.push(ids.clone());
+            fields.push(Arc::new(Field::new("segment", DataType::Utf8, false)));
+            columns.push(segment.clone());
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)
+}
+
+fn csv_bytes(batch: &RecordBatch) -> Result<Vec<u8>, EngineError> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+        writer.write(batch).map_err(internal)?;
+    }
+    Ok(buf)
+}
+
+fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, EngineError> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(internal)?;
+    writer.write(batch).map_err(internal)?;
+    writer.close().map_err(internal)?;
+    Ok(buf)
+}
+
+fn quarantine_batch(rows: &[(EntityKind, &Quarantined)]) -> Result<RecordBatch, EngineError> {
+    let col = |f: &dyn Fn(&(EntityKind, &Quarantined)) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    let line: ArrayRef = Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1.location.line)));
+    let fields = ["source", "file", "line", "field", "reason", "raw"];
+    let schema = Schema::new(
+        fields
+            .iter()
+            .map(|n| Field::new(*n, if *n == "line" { DataType::UInt64 } else { DataType::Utf8 }, false))
+            .collect::<Vec<_>>(),
+    );
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            col(&|r| r.0.to_string()),
+            col(&|r| r.1.location.file.clone()),
+            line,
+            col(&|r| r.1.location.field.clone().unwrap_or_default()),
+            col(&|r| r.1.reason.clone()),
+            col(&|r| r.1.raw.clone()),
+        ],
+    )
+    .map_err(internal)
+}
+
+fn segments_json(o: &Outputs<'_>) -> serde_json::Value {
+    let s = o.summary;
+    let c = o.config;
+    json!({
+        "strata_version": env!("CARGO_PKG_VERSION"),
+        "run": {
+            "name": s.title,
+            "seed": c.run.seed,
+            "config_sha256": c.hash,
+            "as_of": s.as_of,
+            "customers": s.customers,
+        },
+        "sources": s.sources.iter().map(|x| json!({
+            "table": x.table, "path": x.path, "rows_read": x.rows_read,
+            "rows_kept": x.rows_kept, "quarantined": x.quarantined,
+        })).collect::<Vec<_>>(),
+        "model": {
+            "algorithm": "kmeans",
+            "init": "k-means++",
+            "n_init": c.segmentation.n_init,
+            "k": s.chosen_k,
+            "features": c.features.segment_on,
+            "scaling": c.features.scaling,
+            "inertia": o.selection.model.inertia(),
+            "iterations": o.selection.model.n_iter(),
+            "centroids_scaled": o.model.centroids.chunks(o.model.features.len().max(1)).collect::<Vec<_>>(),
+        },
+        "selection": {
+            "chosen_k": s.chosen_k,
+            "elbow_k": o.selection.elbow_k,
+            "reason": s.reason,
+            "min_segment_share": c.segmentation.min_segment_share,
+            "candidates": s.candidates,
+        },
+        "segments": s.segments,
+    })
+}
+
+/// Writes every output; returns the paths written.
+pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, EngineError> {
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::Write { path: dir.to_path_buf(), source })?;
+    let mut files = Vec::new();
+    let mut put = |name: &str, bytes: &[u8]| -> Result<(), EngineError> {
+        let path = dir.join(name);
+        write_atomic(&path, bytes)?;
+        files.push(path);
+        Ok(())
+    };
+    let batch = assignments(o)?;
+    put("assignments.parquet", &parquet_bytes(&batch)?)?;
+    put("assignments.csv", &csv_bytes(&batch)?)?;
+    let segments = serde_json::to_string_pretty(&segments_json(o)).map_err(internal)?;
+    put("segments.json", segments.as_bytes())?;
+    put("model.json", o.model.to_json().as_bytes())?;
+    put("quarantine.csv", &csv_bytes(&quarantine_batch(o.quarantined)?)?)?;
+    let s = o.summary;
+    let report = render_report(&ReportInput {
+        title: s.title.clone(),
+        run_note: format!(
+            "{} customers · features as of {} · seed {} · config sha256 {} · Strata {}",
+            s.customers,
+            s.as_of,
+            o.config.run.seed,
+            o.config.hash.get(..12).unwrap_or_default(),
+            env!("CARGO_PKG_VERSION")
+        ),
+        sources: s.sources.clone(),
+        customers: s.customers,
+        candidates: &s.candidates,
+        chosen_k: s.chosen_k,
+        elbow_k: o.selection.elbow_k,
+        reason: s.reason.clone(),
+        profiles: &s.segments,
+        projection: o.projection.clone(),
+        projection_labels: o.projection_labels.clone(),
+        explained: o.explained,
+        rfm_grid: o.rfm_grid,
+        rfm_segments: o.rfm_segments.clone(),
+    })?;
+    put("report.html", report.as_bytes())?;
+    Ok(files)
+}

@@ -1,0 +1,332 @@
+//! One batch run, stage by stage: load → features → scale → choose k → profile → outputs.
+
+use crate::config::Config;
+use crate::output::{self, Outputs};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use strata_core::{EntityKind, FeatureMatrix, MatrixError, Quarantined, Transform};
+use strata_features::{FeatureEngine, FeatureError, RFM_SEGMENTS};
+use strata_ml::{
+    KCandidate, Pca, PcaError, ScaleError, Scaler, SegmentProfile, SegmentationModel, SelectionParams,
+    profile_segments, select_k,
+};
+use strata_prep::{LoadError, LoadedSource, SourceConfig, load_source};
+use strata_report::{ReportError, SourceSummary};
+
+const DAY_MICROS: i64 = 86_400_000_000;
+/// Customers drawn in the projection plot; enough to see structure, small enough to open fast.
+const PROJECTION_POINTS: usize = 4000;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("cannot read config {}: {source}", path.display())]
+    ConfigRead { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {}: {message}", path.display())]
+    ConfigInvalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{table} source {}: no usable rows ({quarantined} quarantined{})", path.display(), first.as_ref().map(|q| format!("; first: {q}")).unwrap_or_default())]
+    NoRows { table: EntityKind, path: PathBuf, quarantined: usize, first: Option<Quarantined> },
+    #[error("no orders before the as-of date {as_of}: nothing to segment")]
+    NothingBeforeAsOf { as_of: String },
+    #[error("{customers} customers with orders are too few to segment into at least {k_min} segments")]
+    TooFewCustomers { customers: usize, k_min: usize },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("feature computation failed (a bug in Strata): {0}")]
+    Features(#[from] FeatureError),
+    #[error("model fitting failed: {0}")]
+    Model(String),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+impl EngineError {
+    /// True for problems the user can fix (input, config, file system); false for bugs.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Self::Features(_) | Self::Model(_) | Self::Report(_))
+    }
+}
+
+impl From<MatrixError> for EngineError {
+    fn from(e: MatrixError) -> Self {
+        Self::Model(e.to_string())
+    }
+}
+impl From<ScaleError> for EngineError {
+    fn from(e: ScaleError) -> Self {
+        Self::Model(e.to_string())
+    }
+}
+impl From<PcaError> for EngineError {
+    fn from(e: PcaError) -> Self {
+        Self::Model(e.to_string())
+    }
+}
+
+/// Receives progress of long stages (the CLI draws bars from it).
+pub trait Progress: Sync {
+    fn start(&self, _stage: &str, _steps: u64) {}
+    fn step(&self) {}
+    fn finish(&self) {}
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub title: String,
+    pub customers: usize,
+    pub as_of: String,
+    pub chosen_k: usize,
+    pub reason: String,
+    pub candidates: Vec<KCandidate>,
+    pub segments: Vec<SegmentProfile>,
+    pub sources: Vec<SourceSummary>,
+    pub quarantined: usize,
+    pub output_dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub seconds: f64,
+}
+
+fn load(
+    kind: EntityKind,
+    source: &SourceConfig,
+    config: &Config,
+    progress: &dyn Progress,
+) -> Result<LoadedSource, EngineError> {
+    progress.start(&format!("loading {kind}"), 1);
+    let mut resolved = source.clone();
+    resolved.path = config.resolve(&source.path);
+    let loaded = load_source(kind, &resolved)?;
+    progress.finish();
+    if loaded.batch.num_rows() == 0 {
+        return Err(EngineError::NoRows {
+            table: kind,
+            path: resolved.path,
+            quarantined: loaded.quarantined.len(),
+            first: loaded.quarantined.first().cloned(),
+        });
+    }
+    Ok(loaded)
+}
+
+/// Midnight UTC after the latest order.
+fn default_as_of(orders: &RecordBatch) -> Option<i64> {
+    let ts = orders.column_by_name("timestamp")?.as_primitive_opt::<TimestampMicrosecondType>()?;
+    let max = arrow::compute::max(ts)?;
+    Some((max.div_euclid(DAY_MICROS) + 1) * DAY_MICROS)
+}
+
+fn format_micros(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|d| if micros % DAY_MICROS == 0 { d.format("%Y-%m-%d").to_string() } else { d.to_rfc3339() })
+        .unwrap_or_else(|| micros.to_string())
+}
+
+/// The feature matrix the model sees, from the RFM batch.
+fn feature_matrix(rfm: &RecordBatch, names: &[String]) -> Result<FeatureMatrix, EngineError> {
+    let ids: Vec<String> = rfm
+        .column_by_name("customer_id")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .map(|c| c.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+        .ok_or_else(|| EngineError::Model("RFM result has no customer_id column".into()))?;
+    let columns: Vec<Vec<f64>> = names
+        .iter()
+        .map(|name| {
+            let col = rfm
+                .column_by_name(name)
+                .ok_or_else(|| EngineError::Model(format!("RFM result has no `{name}` column")))?;
+            Ok(match col.data_type() {
+                arrow::datatypes::DataType::Int64 => {
+                    col.as_primitive::<Int64Type>().iter().map(|v| v.unwrap_or(0) as f64).collect()
+                }
+                _ => col.as_primitive::<Float64Type>().iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
+            })
+        })
+        .collect::<Result<_, EngineError>>()?;
+    let n = ids.len();
+    let mut data = Vec::with_capacity(n * names.len());
+    for i in 0..n {
+        data.extend(columns.iter().map(|c| c[i]));
+    }
+    Ok(FeatureMatrix::new(ids, names.to_vec(), data)?)
+}
+
+/// Runs the whole pipeline described by `config`, writing into `out_dir`.
+pub fn run(config: &Config, out_dir: &Path, progress: &dyn Progress) -> Result<RunSummary, EngineError> {
+    let started = Instant::now();
+    let mut loaded = vec![load(EntityKind::Orders, &config.sources.orders, config, progress)?];
+    if let Some(c) = &config.sources.customers {
+        loaded.push(load(EntityKind::Customers, c, config, progress)?);
+    }
+    if let Some(e) = &config.sources.events {
+        loaded.push(load(EntityKind::Events, e, config, progress)?);
+    }
+
+    progress.start("computing RFM features", 1);
+    let engine = FeatureEngine::new(config.run.threads)?;
+    for source in &loaded {
+        engine.register(source.kind.table_name(), source.batch.clone())?;
+    }
+    let orders = &loaded[0].batch;
+    let as_of = match &config.run.as_of {
+        Some(text) => strata_prep::parse_timestamp_micros(text, &[]).ok_or_else(|| EngineError::ConfigInvalid {
+            path: config.base_dir.clone(),
+            message: format!("[run] as_of = \"{text}\" is not a date"),
+        })?,
+        None => default_as_of(orders).unwrap_or(0),
+    };
+    let as_of_text = format_micros(as_of);
+    let rfm = engine.rfm(as_of)?;
+    progress.finish();
+    if rfm.num_rows() == 0 {
+        return Err(EngineError::NothingBeforeAsOf { as_of: as_of_text });
+    }
+    let seg = &config.segmentation;
+    if rfm.num_rows() <= seg.k_min {
+        return Err(EngineError::TooFewCustomers { customers: rfm.num_rows(), k_min: seg.k_min });
+    }
+
+    let raw = feature_matrix(&rfm, &config.features.segment_on)?;
+    let kinds = vec![config.features.scaling; raw.n_cols()];
+    let scaler = Scaler::fit(&raw, &kinds)?;
+    let scaled = scaler.transform(&raw)?;
+
+    let params = SelectionParams {
+        k_min: seg.k_min,
+        k_max: seg.k_max,
+        n_init: seg.n_init,
+        seed: config.run.seed,
+        silhouette_sample: seg.silhouette_sample,
+        min_segment_share: seg.min_segment_share,
+    };
+    let k_count = (seg.k_max.min(raw.n_rows() - 1) + 1).saturating_sub(seg.k_min) as u64;
+    progress.start("choosing k (k-means per k)", k_count);
+    let mut selection = select_k(&scaled, &params, &|_| progress.step()).map_err(|e| EngineError::Model(e.to_string()))?;
+    progress.finish();
+
+    // Stable segment ids: largest segment first, ties by centre coordinates.
+    let k = selection.chosen_k;
+    let mut sizes = vec![0usize; k];
+    selection.model.labels().iter().for_each(|&l| sizes[l as usize] += 1);
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| {
+        sizes[b].cmp(&sizes[a]).then_with(|| {
+            let (ca, cb) = (selection.model.centroid(a), selection.model.centroid(b));
+            ca.iter().zip(cb).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne()).unwrap_or(std::cmp::Ordering::Equal)
+        })
+    });
+    selection.model.relabel(&order);
+    let labels = selection.model.labels().to_vec();
+
+    progress.start("profiling segments", 1);
+    let profiles = profile_segments(&raw, &scaled, &labels, k);
+    let pca = Pca::fit(&scaled, 2.min(scaled.n_cols()))?;
+    let stride = scaled.n_rows().div_ceil(PROJECTION_POINTS).max(1);
+    let mut projection = Vec::new();
+    let mut projection_labels = Vec::new();
+    for i in (0..scaled.n_rows()).step_by(stride) {
+        let p = pca.project(scaled.row(i));
+        projection.push([p[0], p.get(1).copied().unwrap_or(0.0)]);
+        projection_labels.push(labels[i]);
+    }
+    let ratio = pca.explained_variance_ratio();
+    let explained = [ratio[0], ratio.get(1).copied().unwrap_or(0.0)];
+    let (rfm_grid, rfm_segments) = rfm_counts(&rfm);
+    progress.finish();
+
+    let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+    let model = SegmentationModel::from_kmeans(
+        config.features.segment_on.clone(),
+        scaler,
+        &selection.model,
+        names,
+        config.run.seed,
+        raw.n_rows(),
+    );
+    let sources: Vec<SourceSummary> = loaded
+        .iter()
+        .map(|s| SourceSummary {
+            table: s.kind.to_string(),
+            path: s.path.display().to_string(),
+            rows_read: s.rows_read,
+            rows_kept: s.batch.num_rows() as u64,
+            quarantined: s.quarantined.len() as u64,
+        })
+        .collect();
+    let quarantined: Vec<(EntityKind, &Quarantined)> =
+        loaded.iter().flat_map(|s| s.quarantined.iter().map(move |q| (s.kind, q))).collect();
+
+    progress.start("writing outputs", 1);
+    let mut summary = RunSummary {
+        title: config.run.name.clone(),
+        customers: raw.n_rows(),
+        as_of: as_of_text,
+        chosen_k: k,
+        reason: selection.reason.clone(),
+        candidates: selection.candidates.clone(),
+        segments: profiles,
+        sources,
+        quarantined: quarantined.len(),
+        output_dir: out_dir.to_path_buf(),
+        files: Vec::new(),
+        seconds: 0.0,
+    };
+    let outputs = Outputs {
+        config,
+        summary: &summary,
+        rfm: &rfm,
+        labels: &labels,
+        model: &model,
+        selection: &selection,
+        quarantined: &quarantined,
+        projection,
+        projection_labels,
+        explained,
+        rfm_grid,
+        rfm_segments,
+    };
+    summary.files = output::write_all(out_dir, &outputs)?;
+    progress.finish();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Customers per (R, F) score cell and per named RFM segment (in the canonical order).
+fn rfm_counts(rfm: &RecordBatch) -> ([[u64; 5]; 5], Vec<(String, u64)>) {
+    let mut grid = [[0u64; 5]; 5];
+    let mut named = vec![0u64; RFM_SEGMENTS.len()];
+    let r = rfm.column_by_name("r_score").and_then(|c| c.as_primitive_opt::<Int64Type>());
+    let f = rfm.column_by_name("f_score").and_then(|c| c.as_primitive_opt::<Int64Type>());
+    let s = rfm.column_by_name("rfm_segment").and_then(|c| c.as_string_opt::<i32>());
+    if let (Some(r), Some(f), Some(s)) = (r, f, s) {
+        for i in 0..rfm.num_rows() {
+            let (ri, fi) = (r.value(i).clamp(1, 5) as usize - 1, f.value(i).clamp(1, 5) as usize - 1);
+            grid[ri][fi] += 1;
+            if let Some(pos) = RFM_SEGMENTS.iter().position(|n| *n == s.value(i)) {
+                named[pos] += 1;
+            }
+        }
+    }
+    let named = RFM_SEGMENTS.iter().zip(named).filter(|(_, c)| *c > 0).map(|(n, c)| (n.to_string(), c)).collect();
+    (grid, named)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_defaults_to_the_midnight_after_the_last_order() {
+        assert_eq!(format_micros(10 * DAY_MICROS), "1970-01-11");
+        assert!(format_micros(10 * DAY_MICROS + 1).starts_with("1970-01-11T"));
+    }
+}

@@ -1,0 +1,235 @@
+//! Builds the report's view model (every number pre-formatted) and renders the template.
+
+use crate::plots::{self, Grid};
+use askama::Template;
+use strata_ml::{KCandidate, SegmentProfile};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    #[error("cannot draw the `{plot}` plot: {message}")]
+    Plot { plot: &'static str, message: String },
+    #[error("cannot render the report: {0}")]
+    Template(#[from] askama::Error),
+}
+
+/// Rows read, kept and quarantined for one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSummary {
+    pub table: String,
+    pub path: String,
+    pub rows_read: u64,
+    pub rows_kept: u64,
+    pub quarantined: u64,
+}
+
+/// Everything the report shows; built by the engine from a run.
+#[derive(Debug, Clone)]
+pub struct ReportInput<'a> {
+    pub title: String,
+    /// One line about the run: as-of date, seed, config hash.
+    pub run_note: String,
+    pub sources: Vec<SourceSummary>,
+    pub customers: usize,
+    pub candidates: &'a [KCandidate],
+    pub chosen_k: usize,
+    pub elbow_k: Option<usize>,
+    pub reason: String,
+    pub profiles: &'a [SegmentProfile],
+    /// Projected sample of customers and their segments.
+    pub projection: Vec<[f64; 2]>,
+    pub projection_labels: Vec<u32>,
+    pub explained: [f64; 2],
+    /// Customers per (R score, F score), `rfm_grid[r-1][f-1]`.
+    pub rfm_grid: [[u64; 5]; 5],
+    /// Named RFM segments and their customer counts, best first.
+    pub rfm_segments: Vec<(String, u64)>,
+}
+
+struct SegmentRow {
+    color: String,
+    name: String,
+    size: String,
+    share: String,
+    cells: Vec<String>,
+    distinguishing: String,
+}
+
+struct CandidateRow {
+    k: usize,
+    wcss: String,
+    silhouette: String,
+    smallest: String,
+    chosen: bool,
+    eligible: bool,
+}
+
+#[derive(Template)]
+#[template(path = "report.html")]
+struct ReportPage<'a> {
+    title: &'a str,
+    run_note: &'a str,
+    customers: String,
+    segments: usize,
+    quarantined: String,
+    reason: &'a str,
+    sources: Vec<(String, String, String, String, String)>,
+    feature_names: Vec<String>,
+    segment_rows: Vec<SegmentRow>,
+    candidate_rows: Vec<CandidateRow>,
+    rfm_rows: Vec<(String, String, String)>,
+    svg_sizes: String,
+    svg_heatmap: String,
+    svg_scatter: String,
+    svg_elbow: String,
+    svg_silhouette: String,
+    svg_rfm: String,
+}
+
+/// Thousands separators for counts.
+fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn plot(name: &'static str, r: Result<String, String>) -> Result<String, ReportError> {
+    r.map_err(|message| ReportError::Plot { plot: name, message })
+}
+
+/// Renders the whole report as one HTML document.
+pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
+    let names: Vec<String> = input.profiles.iter().map(|p| p.name.clone()).collect();
+    let feature_names: Vec<String> =
+        input.profiles.first().map(|p| p.features.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
+
+    let svg_sizes = plot("sizes", plots::sizes(&names, &input.profiles.iter().map(|p| p.size).collect::<Vec<_>>()))?;
+    // Plot rows run bottom-up; reverse so the heatmap reads in the table's order.
+    let z: Vec<Vec<f64>> = input.profiles.iter().rev().map(|p| p.features.iter().map(|f| f.z).collect()).collect();
+    let heat_rows: Vec<String> = names.iter().rev().cloned().collect();
+    let z_labels: Vec<Vec<String>> =
+        z.iter().map(|row| row.iter().map(|v| format!("{v:+.2}")).collect()).collect();
+    let svg_heatmap = plot(
+        "heatmap",
+        plots::grid(&Grid {
+            title: "Segment profiles: mean of each scaled feature (σ from the average customer)",
+            x_desc: "feature",
+            y_desc: "",
+            columns: &feature_names,
+            rows: &heat_rows,
+            values: &z,
+            labels: &z_labels,
+            diverging: true,
+        }),
+    )?;
+    let svg_scatter =
+        plot("projection", plots::scatter(&input.projection, &input.projection_labels, &names, input.explained))?;
+    let wcss: Vec<(usize, f64)> = input.candidates.iter().map(|c| (c.k, c.wcss)).collect();
+    let svg_elbow = plot("elbow", plots::line_over_k("Elbow: within-cluster sum of squares", "WCSS", &wcss, input.elbow_k.unwrap_or(input.chosen_k)))?;
+    let sil: Vec<(usize, f64)> =
+        input.candidates.iter().filter_map(|c| c.silhouette.map(|s| (c.k, s))).collect();
+    let svg_silhouette =
+        plot("silhouette", plots::line_over_k("Silhouette by k (higher is better)", "mean silhouette", &sil, input.chosen_k))?;
+    let scores: Vec<String> = (1..=5).map(|s| s.to_string()).collect();
+    let rfm_values: Vec<Vec<f64>> =
+        input.rfm_grid.iter().map(|row| row.iter().map(|&c| c as f64).collect()).collect();
+    let rfm_labels: Vec<Vec<String>> =
+        input.rfm_grid.iter().map(|row| row.iter().map(|&c| count(c)).collect()).collect();
+    let svg_rfm = plot(
+        "rfm grid",
+        plots::grid(&Grid {
+            title: "RFM grid: customers by recency score (rows) and frequency score (columns)",
+            x_desc: "frequency score (5 = most orders)",
+            y_desc: "recency score (5 = most recent)",
+            columns: &scores,
+            rows: &scores,
+            values: &rfm_values,
+            labels: &rfm_labels,
+            diverging: false,
+        }),
+    )?;
+
+    let quarantined: u64 = input.sources.iter().map(|s| s.quarantined).sum();
+    let total_rfm: u64 = input.rfm_segments.iter().map(|s| s.1).sum::<u64>().max(1);
+    let page = ReportPage {
+        title: &input.title,
+        run_note: &input.run_note,
+        customers: count(input.customers as u64),
+        segments: input.profiles.len(),
+        quarantined: count(quarantined),
+        reason: &input.reason,
+        sources: input
+            .sources
+            .iter()
+            .map(|s| (s.table.clone(), s.path.clone(), count(s.rows_read), count(s.rows_kept), count(s.quarantined)))
+            .collect(),
+        segment_rows: input
+            .profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| SegmentRow {
+                color: plots::segment_hex(i),
+                name: p.name.clone(),
+                size: count(p.size as u64),
+                share: format!("{:.1}%", p.share * 100.0),
+                cells: p.features.iter().map(|f| format!("{} / {}", number(f.mean), number(f.median))).collect(),
+                distinguishing: p.distinguishing.join("; "),
+            })
+            .collect(),
+        feature_names,
+        candidate_rows: input
+            .candidates
+            .iter()
+            .map(|c| CandidateRow {
+                k: c.k,
+                wcss: number(c.wcss),
+                silhouette: c.silhouette.map_or("–".into(), |s| format!("{s:.4}")),
+                smallest: format!("{:.1}%", c.smallest_share * 100.0),
+                chosen: c.k == input.chosen_k,
+                eligible: c.eligible,
+            })
+            .collect(),
+        rfm_rows: input
+            .rfm_segments
+            .iter()
+            .map(|(n, c)| (n.clone(), count(*c), format!("{:.1}%", *c as f64 * 100.0 / total_rfm as f64)))
+            .collect(),
+        svg_sizes,
+        svg_heatmap,
+        svg_scatter,
+        svg_elbow,
+        svg_silhouette,
+        svg_rfm,
+    };
+    Ok(page.render()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_counts_with_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(23570), "23,570");
+        assert_eq!(count(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,235 @@
+//! SVG plots drawn with plotters' SVG backend (no font files needed: text stays SVG text).
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::error::Error;
+
+/// A categorical palette (colour-blind friendly ordering) for segments.
+pub(crate) const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+pub(crate) fn segment_color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+pub(crate) fn segment_hex(i: usize) -> String {
+    let c = segment_color(i);
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
+
+type DrawResult = Result<(), Box<dyn Error>>;
+
+fn svg(size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult) -> Result<String, String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        draw(&root).map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+fn range_with_margin(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() || !hi.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.08).max(1e-9);
+    (lo - pad, hi + pad)
+}
+
+/// A line plot over k with the chosen k highlighted.
+pub(crate) fn line_over_k(title: &str, y_desc: &str, points: &[(usize, f64)], chosen: usize) -> Result<String, String> {
+    svg((560, 320), |root| {
+        let (ylo, yhi) = range_with_margin(points.iter().map(|p| p.1));
+        let (kmin, kmax) = (points.first().map_or(1, |p| p.0), points.last().map_or(2, |p| p.0));
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(kmin as f64 - 0.5..kmax as f64 + 0.5, ylo..yhi)?;
+        chart
+            .configure_mesh()
+            .x_desc("k (number of segments)")
+            .y_desc(y_desc)
+            .x_labels(points.len())
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        let series: Vec<(f64, f64)> = points.iter().map(|&(k, v)| (k as f64, v)).collect();
+        chart.draw_series(LineSeries::new(series.clone(), PALETTE[0].stroke_width(2)))?;
+        chart.draw_series(series.iter().map(|&p| Circle::new(p, 4, PALETTE[0].filled())))?;
+        chart.draw_series(
+            series.iter().filter(|p| p.0 as usize == chosen).map(|&p| Circle::new(p, 8, PALETTE[3].stroke_width(3))),
+        )?;
+        Ok(())
+    })
+}
+
+/// Scatter of the 2-D projection coloured by segment.
+pub(crate) fn scatter(points: &[[f64; 2]], labels: &[u32], names: &[String], explained: [f64; 2]) -> Result<String, String> {
+    svg((720, 480), |root| {
+        let (xlo, xhi) = range_with_margin(points.iter().map(|p| p[0]));
+        let (ylo, yhi) = range_with_margin(points.iter().map(|p| p[1]));
+        let mut chart = ChartBuilder::on(root)
+            .caption("Customers in the first two principal components", ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(xlo..xhi, ylo..yhi)?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("PC1 ({:.0}% of variance)", explained[0] * 100.0))
+            .y_desc(format!("PC2 ({:.0}% of variance)", explained[1] * 100.0))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        for (s, name) in names.iter().enumerate() {
+            let color = segment_color(s);
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .zip(labels)
+                        .filter(|(_, l)| **l as usize == s)
+                        .map(|(p, _)| Circle::new((p[0], p[1]), 2, color.mix(0.55).filled())),
+                )?
+                .label(name.clone())
+                .legend(move |(x, y)| Circle::new((x + 6, y), 5, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+        Ok(())
+    })
+}
+
+fn diverging(z: f64) -> RGBColor {
+    let t = (z / 2.0).clamp(-1.0, 1.0);
+    let mix = |a: u8, b: u8, t: f64| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u8;
+    if t >= 0.0 {
+        RGBColor(mix(247, 214, t), mix(247, 39, t), mix(247, 40, t))
+    } else {
+        RGBColor(mix(247, 31, -t), mix(247, 119, -t), mix(247, 180, -t))
+    }
+}
+
+fn sequential(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0);
+    let mix = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u8;
+    RGBColor(mix(240, 8), mix(246, 69), mix(252, 148))
+}
+
+/// A labelled grid of coloured cells with a value written in each.
+pub(crate) struct Grid<'a> {
+    pub title: &'a str,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub columns: &'a [String],
+    pub rows: &'a [String],
+    /// `values[row][column]`
+    pub values: &'a [Vec<f64>],
+    pub labels: &'a [Vec<String>],
+    pub diverging: bool,
+}
+
+pub(crate) fn grid(g: &Grid<'_>) -> Result<String, String> {
+    let (nc, nr) = (g.columns.len(), g.rows.len());
+    let height = (110 + 46 * nr as u32).min(900);
+    let max = g.values.iter().flatten().fold(0.0_f64, |m, v| m.max(v.abs())).max(1e-12);
+    svg((760, height), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(g.title, ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(170)
+            .build_cartesian_2d((0..nc as i32).into_segmented(), (0..nr as i32).into_segmented())?;
+        let name = |names: &[String], v: &SegmentValue<i32>| match v {
+            SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(g.x_desc)
+            .y_desc(g.y_desc)
+            .x_labels(nc)
+            .y_labels(nr)
+            .x_label_formatter(&|v| name(g.columns, v))
+            .y_label_formatter(&|v| name(g.rows, v))
+            .draw()?;
+        let text = ("sans-serif", 13).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+        for (r, row) in g.values.iter().enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                let color = if g.diverging { diverging(v) } else { sequential(v / max) };
+                let (c0, r0) = (c as i32, r as i32);
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(SegmentValue::Exact(c0), SegmentValue::Exact(r0)), (SegmentValue::Exact(c0 + 1), SegmentValue::Exact(r0 + 1))],
+                    color.filled(),
+                )))?;
+                let label = g.labels.get(r).and_then(|l| l.get(c)).cloned().unwrap_or_default();
+                chart.draw_series(std::iter::once(Text::new(
+                    label,
+                    (SegmentValue::CenterOf(c0), SegmentValue::CenterOf(r0)),
+                    text.clone(),
+                )))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Horizontal bars of segment sizes.
+pub(crate) fn sizes(names: &[String], sizes: &[usize]) -> Result<String, String> {
+    let n = names.len();
+    svg((720, (90 + 40 * n as u32).min(900)), |root| {
+        let max = sizes.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.15;
+        let mut chart = ChartBuilder::on(root)
+            .caption("Customers per segment", ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(190)
+            .build_cartesian_2d(0.0..max, (0..n as i32).into_segmented())?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(WHITE.mix(0.0))
+            .x_desc("customers")
+            .y_labels(n)
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .draw()?;
+        for (i, &s) in sizes.iter().enumerate() {
+            let i = i as i32;
+            let mut bar = Rectangle::new(
+                [(0.0, SegmentValue::Exact(i)), (s as f64, SegmentValue::Exact(i + 1))],
+                segment_color(i as usize).filled(),
+            );
+            bar.set_margin(6, 6, 0, 0);
+            chart.draw_series(std::iter::once(bar))?;
+            chart.draw_series(std::iter::once(Text::new(
+                format!(" {s}"),
+                (s as f64, SegmentValue::CenterOf(i)),
+                ("sans-serif", 13).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+            )))?;
+        }
+        Ok(())
+    })
+}

@@ -5,6 +5,7 @@ use crate::pipeline::EngineError;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use strata_features::RFM_COLUMNS;
+use serde::Serialize;
 use strata_ml::ScalerKind;
 use strata_prep::SourceConfig;
 
@@ -74,20 +75,40 @@ pub struct FeaturesConfig {
     /// The features the segmentation model sees.
     #[serde(default = "default_segment_on")]
     pub segment_on: Vec<String>,
-    #[serde(default = "default_scaling")]
-    pub scaling: ScalerKind,
+    #[serde(default)]
+    pub scaling: Scaling,
+}
+
+/// How features are scaled before clustering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scaling {
+    /// Log then z-score for heavy-tailed counts and money (frequency, monetary, aov); plain
+    /// z-score for bounded durations (recency, tenure), whose log would inflate the spread
+    /// among recent customers.
+    #[default]
+    Auto,
+    ZScore,
+    LogZScore,
+}
+
+impl Scaling {
+    pub fn kind_for(self, feature: &str) -> ScalerKind {
+        match self {
+            Self::ZScore => ScalerKind::ZScore,
+            Self::LogZScore => ScalerKind::LogZScore,
+            Self::Auto if matches!(feature, "frequency" | "monetary" | "aov") => ScalerKind::LogZScore,
+            Self::Auto => ScalerKind::ZScore,
+        }
+    }
 }
 
 fn default_segment_on() -> Vec<String> {
     RFM_COLUMNS.iter().map(|s| s.to_string()).collect()
 }
-fn default_scaling() -> ScalerKind {
-    ScalerKind::LogZScore
-}
-
 impl Default for FeaturesConfig {
     fn default() -> Self {
-        Self { segment_on: default_segment_on(), scaling: default_scaling() }
+        Self { segment_on: default_segment_on(), scaling: Scaling::Auto }
     }
 }
 
@@ -222,7 +243,7 @@ quantity = "number_of_cds"
 
 [features]
 segment_on = ["recency_days", "frequency", "monetary", "tenure_days", "aov"]
-scaling = "log_z_score"
+scaling = "auto"                # log for counts and money, z-score for durations
 
 [segmentation]
 k_min = 2
@@ -274,7 +295,7 @@ path = "events.jsonl"
 
 [features]
 segment_on = ["recency_days", "frequency", "monetary", "tenure_days", "aov"]
-scaling = "log_z_score"
+scaling = "auto"                # log for counts and money, z-score for durations
 
 [segmentation]
 k_min = 2

@@ -9,7 +9,7 @@ mod output;
 mod pipeline;
 
 pub use config::{
-    Config, FeaturesConfig, RunConfig, SegmentationConfig, SourcesConfig, generated_world_config,
+    Config, FeaturesConfig, RunConfig, Scaling, SegmentationConfig, SourcesConfig, generated_world_config,
     quickstart_config,
 };
 pub use pipeline::{EngineError, NoProgress, Progress, RunSummary, run};

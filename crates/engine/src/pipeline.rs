@@ -196,7 +196,7 @@ pub fn run(config: &Config, out_dir: &Path, progress: &dyn Progress) -> Result<R
     }
 
     let raw = feature_matrix(&rfm, &config.features.segment_on)?;
-    let kinds = vec![config.features.scaling; raw.n_cols()];
+    let kinds: Vec<_> = raw.names().iter().map(|n| config.features.scaling.kind_for(n)).collect();
     let scaler = Scaler::fit(&raw, &kinds)?;
     let scaled = scaler.transform(&raw)?;
 

@@ -124,7 +124,7 @@ fn rfm_name(p: &SegmentProfile) -> Option<String> {
         "Loyal high-value"
     } else if f > 0.5 && a < -0.5 {
         "Bargain hunters"
-    } else if f > 0.3 && m > 0.3 {
+    } else if f > 0.2 && m > 0.3 && r < 0.0 {
         "Loyal regulars"
     } else if a > 0.5 {
         "Big-ticket occasional"

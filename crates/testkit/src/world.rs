@@ -44,30 +44,30 @@ const SEGMENTS: [LatentSegment; 5] = [
         name: "champions",
         share: 0.12,
         tenure_days: (420.0, 730.0),
-        purchase_rate: 1.6 / 30.0,
+        purchase_rate: 2.0 / 30.0,
         dropout: 0.004,
         churn_after_days: None,
-        order_value: 150.0,
+        order_value: 220.0,
         session_rate: 0.30,
     },
     LatentSegment {
         name: "loyal",
         share: 0.22,
         tenure_days: (420.0, 730.0),
-        purchase_rate: 0.55 / 30.0,
+        purchase_rate: 0.4 / 30.0,
         dropout: 0.01,
         churn_after_days: None,
-        order_value: 55.0,
+        order_value: 65.0,
         session_rate: 0.10,
     },
     LatentSegment {
         name: "bargain_hunters",
         share: 0.20,
         tenure_days: (420.0, 730.0),
-        purchase_rate: 1.1 / 30.0,
+        purchase_rate: 1.0 / 30.0,
         dropout: 0.005,
         churn_after_days: None,
-        order_value: 14.0,
+        order_value: 10.0,
         session_rate: 0.25,
     },
     LatentSegment {
@@ -305,7 +305,7 @@ fn generate_customer(
     }
 
     // --- orders: first purchase right after signup, then a Poisson process with dropout ---
-    let rate = Gamma::new(6.0, seg.purchase_rate / 6.0)
+    let rate = Gamma::new(10.0, seg.purchase_rate / 10.0)
         .map(|g| g.sample(rng))
         .unwrap_or(seg.purchase_rate);
     let customer_value = seg.order_value

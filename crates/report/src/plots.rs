@@ -28,6 +28,11 @@ pub(crate) fn segment_hex(i: usize) -> String {
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
 }
 
+/// `n` category slots: plotters' integer ranges include their end, so `0..n` would be n + 1.
+fn slots(n: usize) -> std::ops::Range<i32> {
+    0..(n as i32 - 1).max(0)
+}
+
 type DrawResult = Result<(), Box<dyn Error>>;
 
 fn svg(size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult) -> Result<String, String> {
@@ -63,6 +68,7 @@ pub(crate) fn line_over_k(title: &str, y_desc: &str, points: &[(usize, f64)], ch
             .build_cartesian_2d(kmin as f64 - 0.5..kmax as f64 + 0.5, ylo..yhi)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 13))
             .x_desc("k (number of segments)")
             .y_desc(y_desc)
             .x_labels(points.len())
@@ -92,6 +98,7 @@ pub(crate) fn scatter(points: &[[f64; 2]], labels: &[u32], names: &[String], exp
             .build_cartesian_2d(xlo..xhi, ylo..yhi)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 13))
             .x_desc(format!("PC1 ({:.0}% of variance)", explained[0] * 100.0))
             .y_desc(format!("PC2 ({:.0}% of variance)", explained[1] * 100.0))
             .light_line_style(WHITE.mix(0.0))
@@ -158,13 +165,14 @@ pub(crate) fn grid(g: &Grid<'_>) -> Result<String, String> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(170)
-            .build_cartesian_2d((0..nc as i32).into_segmented(), (0..nr as i32).into_segmented())?;
+            .build_cartesian_2d(slots(nc).into_segmented(), slots(nr).into_segmented())?;
         let name = |names: &[String], v: &SegmentValue<i32>| match v {
             SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
             _ => String::new(),
         };
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 13))
             .disable_mesh()
             .x_desc(g.x_desc)
             .y_desc(g.y_desc)
@@ -204,9 +212,10 @@ pub(crate) fn sizes(names: &[String], sizes: &[usize]) -> Result<String, String>
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(190)
-            .build_cartesian_2d(0.0..max, (0..n as i32).into_segmented())?;
+            .build_cartesian_2d(0.0..max, slots(n).into_segmented())?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 13))
             .disable_y_mesh()
             .light_line_style(WHITE.mix(0.0))
             .x_desc("customers")

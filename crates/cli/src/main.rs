@@ -70,7 +70,9 @@ struct Bars {
 
 impl Bars {
     fn new() -> Self {
-        Self { current: Mutex::new(None) }
+        Self {
+            current: Mutex::new(None),
+        }
     }
 }
 
@@ -79,8 +81,10 @@ impl Progress for Bars {
         let bar = if steps > 1 {
             let bar = ProgressBar::new(steps);
             bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {msg:<28} [{bar:30.cyan/blue}] {pos}/{len} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner:.cyan} {msg:<28} [{bar:30.cyan/blue}] {pos}/{len} {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         } else {
@@ -99,31 +103,48 @@ impl Progress for Bars {
     }
 
     fn step(&self) {
-        if let Ok(slot) = self.current.lock() {
-            if let Some(bar) = slot.as_ref() {
-                bar.inc(1);
-            }
+        if let Ok(slot) = self.current.lock()
+            && let Some(bar) = slot.as_ref()
+        {
+            bar.inc(1);
         }
     }
 
     fn finish(&self) {
-        if let Ok(mut slot) = self.current.lock() {
-            if let Some(bar) = slot.take() {
-                bar.finish();
-            }
+        if let Ok(mut slot) = self.current.lock()
+            && let Some(bar) = slot.take()
+        {
+            bar.finish();
         }
     }
 }
 
 fn median_of(p: &strata_engine::SegmentProfile, feature: &str) -> String {
-    p.median(feature).map_or("–".into(), |v| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") })
+    p.median(feature).map_or("–".into(), |v| {
+        if v >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    })
 }
 
 fn print_summary(s: &RunSummary) {
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-    let features: Vec<String> = s.segments.first().map(|p| p.features.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
-    let mut header = vec![Cell::new("#"), Cell::new("segment"), Cell::new("customers"), Cell::new("share")];
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    let features: Vec<String> = s
+        .segments
+        .first()
+        .map(|p| p.features.iter().map(|f| f.name.clone()).collect())
+        .unwrap_or_default();
+    let mut header = vec![
+        Cell::new("#"),
+        Cell::new("segment"),
+        Cell::new("customers"),
+        Cell::new("share"),
+    ];
     header.extend(features.iter().map(|f| Cell::new(format!("median {f}"))));
     header.push(Cell::new("what sets it apart"));
     table.set_header(header);
@@ -134,11 +155,18 @@ fn print_summary(s: &RunSummary) {
             Cell::new(p.size).set_alignment(CellAlignment::Right),
             Cell::new(format!("{:.1}%", p.share * 100.0)).set_alignment(CellAlignment::Right),
         ];
-        row.extend(features.iter().map(|f| Cell::new(median_of(p, f)).set_alignment(CellAlignment::Right)));
+        row.extend(
+            features
+                .iter()
+                .map(|f| Cell::new(median_of(p, f)).set_alignment(CellAlignment::Right)),
+        );
         row.push(Cell::new(p.distinguishing.join("; ")));
         table.add_row(row);
     }
-    println!("\n{}  ({} customers, features as of {})", s.title, s.customers, s.as_of);
+    println!(
+        "\n{}  ({} customers, features as of {})",
+        s.title, s.customers, s.as_of
+    );
     println!("{table}");
     println!("{}.", s.reason);
     for src in &s.sources {
@@ -147,7 +175,11 @@ fn print_summary(s: &RunSummary) {
             src.table, src.rows_read, src.rows_kept, src.quarantined, src.path
         );
     }
-    println!("Finished in {:.1} s. Outputs in {}:", s.seconds, s.output_dir.display());
+    println!(
+        "Finished in {:.1} s. Outputs in {}:",
+        s.seconds,
+        s.output_dir.display()
+    );
     for f in &s.files {
         println!("  {}", f.display());
     }
@@ -161,13 +193,19 @@ fn run_config(config: &Config, out: &Path) -> Result<()> {
 
 fn quickstart(out: &Path) -> Result<()> {
     let data_dir = out.join("data");
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data = data_dir.join("CDNOW_master.txt");
-    std::fs::write(&data, CDNOW_MASTER).with_context(|| format!("cannot write {}", data.display()))?;
+    std::fs::write(&data, CDNOW_MASTER)
+        .with_context(|| format!("cannot write {}", data.display()))?;
     let config_path = out.join("strata.toml");
     let text = strata_engine::quickstart_config("data/CDNOW_master.txt");
-    std::fs::write(&config_path, &text).with_context(|| format!("cannot write {}", config_path.display()))?;
-    println!("Segmenting the bundled CDNOW customers; config written to {}", config_path.display());
+    std::fs::write(&config_path, &text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    println!(
+        "Segmenting the bundled CDNOW customers; config written to {}",
+        config_path.display()
+    );
     let config = Config::parse(&text, &config_path, out)?;
     run_config(&config, out)
 }
@@ -176,20 +214,31 @@ fn generate(customers: usize, seed: u64, out: &Path, event_days: u32) -> Result<
     if customers == 0 {
         bail!("--customers must be at least 1");
     }
-    let config = strata_testkit::WorldConfig { customers, seed, event_days, ..Default::default() };
+    let config = strata_testkit::WorldConfig {
+        customers,
+        seed,
+        event_days,
+        ..Default::default()
+    };
     let bar = ProgressBar::new(customers as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner:.cyan} generating customers [{bar:30.cyan/blue}] {pos}/{len} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner:.cyan} generating customers [{bar:30.cyan/blue}] {pos}/{len} {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let summary = strata_testkit::generate_world(&config, out, &|done| bar.set_position(done as u64))
-        .with_context(|| format!("cannot write the generated world to {}", out.display()))?;
+    let summary =
+        strata_testkit::generate_world(&config, out, &|done| bar.set_position(done as u64))
+            .with_context(|| format!("cannot write the generated world to {}", out.display()))?;
     bar.finish_and_clear();
     let as_of = config.end.format("%Y-%m-%d").to_string();
     let toml_path = out.join("strata.toml");
-    std::fs::write(&toml_path, strata_engine::generated_world_config(&as_of, seed))
-        .with_context(|| format!("cannot write {}", toml_path.display()))?;
+    std::fs::write(
+        &toml_path,
+        strata_engine::generated_world_config(&as_of, seed),
+    )
+    .with_context(|| format!("cannot write {}", toml_path.display()))?;
     println!(
         "Generated {} customers ({} customer rows with duplicates), {} orders, {} events in {:.1} s into {}",
         summary.customers,
@@ -199,20 +248,31 @@ fn generate(customers: usize, seed: u64, out: &Path, event_days: u32) -> Result<
         started.elapsed().as_secs_f64(),
         out.display()
     );
-    println!("Latent segments are in truth.csv. Segment it with: strata run --config {}", toml_path.display());
+    println!(
+        "Latent segments are in truth.csv. Segment it with: strata run --config {}",
+        toml_path.display()
+    );
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Quickstart { out } => quickstart(out),
-        Command::Run { config, out } => Config::load(config).map_err(anyhow::Error::from).and_then(|c| {
-            let out = out.clone().unwrap_or_else(|| c.resolve(&c.run.output));
-            run_config(&c, &out)
-        }),
-        Command::Generate { customers, seed, out, event_days } => generate(*customers, *seed, out, *event_days),
-    };
+    let result =
+        match &cli.command {
+            Command::Quickstart { out } => quickstart(out),
+            Command::Run { config, out } => Config::load(config)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| {
+                    let out = out.clone().unwrap_or_else(|| c.resolve(&c.run.output));
+                    run_config(&c, &out)
+                }),
+            Command::Generate {
+                customers,
+                seed,
+                out,
+                event_days,
+            } => generate(*customers, *seed, out, *event_days),
+        };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

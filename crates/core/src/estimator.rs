@@ -13,7 +13,10 @@ pub struct ParamError {
 
 impl ParamError {
     pub fn new(name: &'static str, reason: impl Into<String>) -> Self {
-        Self { name, reason: reason.into() }
+        Self {
+            name,
+            reason: reason.into(),
+        }
     }
 }
 

@@ -1,16 +1,14 @@
-//! Strata's shared vocabulary: the injected clock, the canonical entity schemas, the
-//! `FeatureMatrix` models consume, diagnostics for dirty data, and estimator traits.
+//! Strata's shared vocabulary: the canonical entity schemas, the `FeatureMatrix` models
+//! consume, diagnostics for dirty data, and estimator traits.
 //!
 //! This crate does no I/O; every other crate depends on it and on nothing of each other's
 //! vocabulary.
 
-mod clock;
 mod diagnostics;
 mod estimator;
 mod matrix;
 mod schema;
 
-pub use clock::{Clock, FixedClock, SystemClock};
 pub use diagnostics::{Location, Quarantined};
 pub use estimator::{Fit, ParamError, Predict, Transform};
 pub use matrix::{FeatureMatrix, MatrixError};

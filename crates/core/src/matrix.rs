@@ -27,12 +27,18 @@ impl FeatureMatrix {
     /// Builds a matrix from row-major data; every value must be finite.
     pub fn new(ids: Vec<String>, names: Vec<String>, data: Vec<f64>) -> Result<Self, MatrixError> {
         let cols = names.len();
-        if cols == 0 || data.len() % cols != 0 {
-            return Err(MatrixError::Shape { len: data.len(), cols });
+        if cols == 0 || !data.len().is_multiple_of(cols) {
+            return Err(MatrixError::Shape {
+                len: data.len(),
+                cols,
+            });
         }
         let rows = data.len() / cols;
         if rows != ids.len() {
-            return Err(MatrixError::RowCount { ids: ids.len(), rows });
+            return Err(MatrixError::RowCount {
+                ids: ids.len(),
+                rows,
+            });
         }
         if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
             return Err(MatrixError::NonFinite {
@@ -95,7 +101,13 @@ mod tests {
         assert!(FeatureMatrix::new(ids.clone(), names.clone(), vec![1.0; 6]).is_err());
         let err = FeatureMatrix::new(ids.clone(), names.clone(), vec![1.0, 2.0, f64::NAN, 4.0])
             .unwrap_err();
-        assert_eq!(err, MatrixError::NonFinite { name: "x".into(), id: "b".into() });
+        assert_eq!(
+            err,
+            MatrixError::NonFinite {
+                name: "x".into(),
+                id: "b".into()
+            }
+        );
         let m = FeatureMatrix::new(ids, names, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
         assert_eq!(m.row(1), &[3.0, 4.0]);
         assert_eq!(m.column(1).collect::<Vec<_>>(), vec![2.0, 4.0]);

@@ -3,9 +3,9 @@
 
 use crate::pipeline::EngineError;
 use serde::Deserialize;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use strata_features::RFM_COLUMNS;
-use serde::Serialize;
 use strata_ml::ScalerKind;
 use strata_prep::SourceConfig;
 
@@ -57,7 +57,13 @@ fn default_output() -> PathBuf {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        Self { name: default_name(), seed: default_seed(), as_of: None, output: default_output(), threads: 0 }
+        Self {
+            name: default_name(),
+            seed: default_seed(),
+            as_of: None,
+            output: default_output(),
+            threads: 0,
+        }
     }
 }
 
@@ -97,7 +103,9 @@ impl Scaling {
         match self {
             Self::ZScore => ScalerKind::ZScore,
             Self::LogZScore => ScalerKind::LogZScore,
-            Self::Auto if matches!(feature, "frequency" | "monetary" | "aov") => ScalerKind::LogZScore,
+            Self::Auto if matches!(feature, "frequency" | "monetary" | "aov") => {
+                ScalerKind::LogZScore
+            }
             Self::Auto => ScalerKind::ZScore,
         }
     }
@@ -108,7 +116,10 @@ fn default_segment_on() -> Vec<String> {
 }
 impl Default for FeaturesConfig {
     fn default() -> Self {
-        Self { segment_on: default_segment_on(), scaling: Scaling::Auto }
+        Self {
+            segment_on: default_segment_on(),
+            scaling: Scaling::Auto,
+        }
     }
 }
 
@@ -159,8 +170,10 @@ impl Config {
     /// Reads and checks a config file. Errors name the file and, for syntax and type
     /// errors, the line.
     pub fn load(path: &Path) -> Result<Self, EngineError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| EngineError::ConfigRead { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| EngineError::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, path, &base)
     }
@@ -168,8 +181,10 @@ impl Config {
     /// Parses config text; `origin` names it in errors, `base_dir` anchors relative paths.
     pub fn parse(text: &str, origin: &Path, base_dir: &Path) -> Result<Self, EngineError> {
         use sha2::Digest;
-        let mut config: Config = toml::from_str(text)
-            .map_err(|e| EngineError::ConfigInvalid { path: origin.to_path_buf(), message: e.to_string() })?;
+        let mut config: Config = toml::from_str(text).map_err(|e| EngineError::ConfigInvalid {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
         config.base_dir = base_dir.to_path_buf();
         config.hash = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
         config.check(origin)?;
@@ -177,9 +192,14 @@ impl Config {
     }
 
     fn check(&self, origin: &Path) -> Result<(), EngineError> {
-        let invalid = |message: String| EngineError::ConfigInvalid { path: origin.to_path_buf(), message };
+        let invalid = |message: String| EngineError::ConfigInvalid {
+            path: origin.to_path_buf(),
+            message,
+        };
         if self.features.segment_on.is_empty() {
-            return Err(invalid("[features] segment_on is empty: name at least one feature".into()));
+            return Err(invalid(
+                "[features] segment_on is empty: name at least one feature".into(),
+            ));
         }
         for f in &self.features.segment_on {
             if !RFM_COLUMNS.contains(&f.as_str()) {
@@ -200,24 +220,47 @@ impl Config {
             return Err(invalid("[segmentation] n_init must be at least 1".into()));
         }
         if !(0.0..0.5).contains(&s.min_segment_share) {
-            return Err(invalid("[segmentation] min_segment_share must be in [0, 0.5)".into()));
+            return Err(invalid(
+                "[segmentation] min_segment_share must be in [0, 0.5)".into(),
+            ));
         }
         if s.silhouette_sample < 100 {
-            return Err(invalid("[segmentation] silhouette_sample must be at least 100".into()));
+            return Err(invalid(
+                "[segmentation] silhouette_sample must be at least 100".into(),
+            ));
         }
-        if let Some(a) = &self.run.as_of {
-            if strata_prep::parse_timestamp_micros(a, &[]).is_none() {
-                return Err(invalid(format!("[run] as_of = \"{a}\" is not a date (use YYYY-MM-DD)")));
-            }
+        if let Some(a) = &self.run.as_of
+            && strata_prep::parse_timestamp_micros(a, &[]).is_none()
+        {
+            return Err(invalid(format!(
+                "[run] as_of = \"{a}\" is not a date (use YYYY-MM-DD)"
+            )));
         }
         Ok(())
     }
 
     /// A path from the config, resolved against the config's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
     }
 }
+
+/// The feature and model sections both written configs share, with the defaults spelled out.
+const MODEL_SECTIONS: &str = r#"[features]
+segment_on = ["recency_days", "frequency", "monetary", "tenure_days", "aov"]
+scaling = "auto"                # log for counts and money, z-score for durations
+
+[segmentation]
+k_min = 2
+k_max = 8
+n_init = 10                     # k-means restarts per k
+silhouette_sample = 4000        # rows scored for each k's silhouette
+min_segment_share = 0.01        # smaller segments rule a k out
+"#;
 
 /// The config `strata quickstart` writes beside its copy of CDNOW.
 pub fn quickstart_config(data_file: &str) -> String {
@@ -241,16 +284,7 @@ timestamp = {{ column = "date", format = "%Y%m%d" }}
 amount = "dollar_value"
 quantity = "number_of_cds"
 
-[features]
-segment_on = ["recency_days", "frequency", "monetary", "tenure_days", "aov"]
-scaling = "auto"                # log for counts and money, z-score for durations
-
-[segmentation]
-k_min = 2
-k_max = 8
-n_init = 10
-min_segment_share = 0.01
-"#
+{MODEL_SECTIONS}"#
     )
 }
 
@@ -293,13 +327,6 @@ city = "city"
 [sources.events]
 path = "events.jsonl"
 
-[features]
-segment_on = ["recency_days", "frequency", "monetary", "tenure_days", "aov"]
-scaling = "auto"                # log for counts and money, z-score for durations
-
-[segmentation]
-k_min = 2
-k_max = 8
-"#
+{MODEL_SECTIONS}"#
     )
 }

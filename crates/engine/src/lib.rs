@@ -9,10 +9,9 @@ mod output;
 mod pipeline;
 
 pub use config::{
-    Config, FeaturesConfig, RunConfig, Scaling, SegmentationConfig, SourcesConfig, generated_world_config,
-    quickstart_config,
+    Config, FeaturesConfig, RunConfig, Scaling, SegmentationConfig, SourcesConfig,
+    generated_world_config, quickstart_config,
 };
 pub use pipeline::{EngineError, NoProgress, Progress, RunSummary, run};
-pub use strata_core::{FixedClock, SystemClock};
 pub use strata_ml::{SegmentProfile, SegmentationModel};
 pub use strata_report::SourceSummary;

@@ -31,8 +31,14 @@ pub(crate) struct Outputs<'a> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
-    let err = |source| EngineError::Write { path: path.to_path_buf(), source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let err = |source| EngineError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     std::fs::write(&tmp, bytes).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
@@ -47,7 +53,9 @@ fn assignments(o: &Outputs<'_>) -> Result<RecordBatch, EngineError> {
     let names = &o.model.segment_names;
     let ids: ArrayRef = Arc::new(UInt32Array::from(o.labels.to_vec()));
     let segment: ArrayRef = Arc::new(StringArray::from_iter_values(
-        o.labels.iter().map(|&l| names.get(l as usize).map_or("", String::as_str)),
+        o.labels
+            .iter()
+            .map(|&l| names.get(l as usize).map_or("", String::as_str)),
     ));
     let schema = o.rfm.schema();
     let mut fields: Vec<Arc<Field>> = Vec::new();
@@ -68,7 +76,9 @@ fn assignments(o: &Outputs<'_>) -> Result<RecordBatch, EngineError> {
 fn csv_bytes(batch: &RecordBatch) -> Result<Vec<u8>, EngineError> {
     let mut buf = Vec::new();
     {
-        let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+        let mut writer = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut buf);
         writer.write(batch).map_err(internal)?;
     }
     Ok(buf)
@@ -79,7 +89,8 @@ fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, EngineError> {
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
     let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(internal)?;
+    let mut writer =
+        ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(internal)?;
     writer.write(batch).map_err(internal)?;
     writer.close().map_err(internal)?;
     Ok(buf)
@@ -89,12 +100,24 @@ fn quarantine_batch(rows: &[(EntityKind, &Quarantined)]) -> Result<RecordBatch, 
     let col = |f: &dyn Fn(&(EntityKind, &Quarantined)) -> String| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
     };
-    let line: ArrayRef = Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1.location.line)));
+    let line: ArrayRef = Arc::new(UInt64Array::from_iter_values(
+        rows.iter().map(|r| r.1.location.line),
+    ));
     let fields = ["source", "file", "line", "field", "reason", "raw"];
     let schema = Schema::new(
         fields
             .iter()
-            .map(|n| Field::new(*n, if *n == "line" { DataType::UInt64 } else { DataType::Utf8 }, false))
+            .map(|n| {
+                Field::new(
+                    *n,
+                    if *n == "line" {
+                        DataType::UInt64
+                    } else {
+                        DataType::Utf8
+                    },
+                    false,
+                )
+            })
             .collect::<Vec<_>>(),
     );
     RecordBatch::try_new(
@@ -151,7 +174,10 @@ fn segments_json(o: &Outputs<'_>) -> serde_json::Value {
 
 /// Writes every output; returns the paths written.
 pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, EngineError> {
-    std::fs::create_dir_all(dir).map_err(|source| EngineError::Write { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut files = Vec::new();
     let mut put = |name: &str, bytes: &[u8]| -> Result<(), EngineError> {
         let path = dir.join(name);
@@ -165,7 +191,10 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
     let segments = serde_json::to_string_pretty(&segments_json(o)).map_err(internal)?;
     put("segments.json", segments.as_bytes())?;
     put("model.json", o.model.to_json().as_bytes())?;
-    put("quarantine.csv", &csv_bytes(&quarantine_batch(o.quarantined)?)?)?;
+    put(
+        "quarantine.csv",
+        &csv_bytes(&quarantine_batch(o.quarantined)?)?,
+    )?;
     let s = o.summary;
     let report = render_report(&ReportInput {
         title: s.title.clone(),

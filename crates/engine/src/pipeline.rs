@@ -9,8 +9,8 @@ use std::time::Instant;
 use strata_core::{EntityKind, FeatureMatrix, MatrixError, Quarantined, Transform};
 use strata_features::{FeatureEngine, FeatureError, RFM_SEGMENTS};
 use strata_ml::{
-    KCandidate, Pca, PcaError, ScaleError, Scaler, SegmentProfile, SegmentationModel, SelectionParams,
-    profile_segments, select_k,
+    KCandidate, Pca, PcaError, ScaleError, Scaler, SegmentProfile, SegmentationModel,
+    SelectionParams, profile_segments, select_k,
 };
 use strata_prep::{LoadError, LoadedSource, SourceConfig, load_source};
 use strata_report::{ReportError, SourceSummary};
@@ -23,19 +23,32 @@ const PROJECTION_POINTS: usize = 4000;
 #[non_exhaustive]
 pub enum EngineError {
     #[error("cannot read config {}: {source}", path.display())]
-    ConfigRead { path: PathBuf, source: std::io::Error },
+    ConfigRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {}: {message}", path.display())]
     ConfigInvalid { path: PathBuf, message: String },
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("{table} source {}: no usable rows ({quarantined} quarantined{})", path.display(), first.as_ref().map(|q| format!("; first: {q}")).unwrap_or_default())]
-    NoRows { table: EntityKind, path: PathBuf, quarantined: usize, first: Option<Quarantined> },
+    NoRows {
+        table: EntityKind,
+        path: PathBuf,
+        quarantined: usize,
+        first: Option<Box<Quarantined>>,
+    },
     #[error("no orders before the as-of date {as_of}: nothing to segment")]
     NothingBeforeAsOf { as_of: String },
-    #[error("{customers} customers with orders are too few to segment into at least {k_min} segments")]
+    #[error(
+        "{customers} customers with orders are too few to segment into at least {k_min} segments"
+    )]
     TooFewCustomers { customers: usize, k_min: usize },
     #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("feature computation failed (a bug in Strata): {0}")]
     Features(#[from] FeatureError),
     #[error("model fitting failed: {0}")]
@@ -112,7 +125,7 @@ fn load(
             table: kind,
             path: resolved.path,
             quarantined: loaded.quarantined.len(),
-            first: loaded.quarantined.first().cloned(),
+            first: loaded.quarantined.first().cloned().map(Box::new),
         });
     }
     Ok(loaded)
@@ -120,14 +133,22 @@ fn load(
 
 /// Midnight UTC after the latest order.
 fn default_as_of(orders: &RecordBatch) -> Option<i64> {
-    let ts = orders.column_by_name("timestamp")?.as_primitive_opt::<TimestampMicrosecondType>()?;
+    let ts = orders
+        .column_by_name("timestamp")?
+        .as_primitive_opt::<TimestampMicrosecondType>()?;
     let max = arrow::compute::max(ts)?;
     Some((max.div_euclid(DAY_MICROS) + 1) * DAY_MICROS)
 }
 
 fn format_micros(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
-        .map(|d| if micros % DAY_MICROS == 0 { d.format("%Y-%m-%d").to_string() } else { d.to_rfc3339() })
+        .map(|d| {
+            if micros % DAY_MICROS == 0 {
+                d.format("%Y-%m-%d").to_string()
+            } else {
+                d.to_rfc3339()
+            }
+        })
         .unwrap_or_else(|| micros.to_string())
 }
 
@@ -136,7 +157,11 @@ fn feature_matrix(rfm: &RecordBatch, names: &[String]) -> Result<FeatureMatrix, 
     let ids: Vec<String> = rfm
         .column_by_name("customer_id")
         .and_then(|c| c.as_string_opt::<i32>())
-        .map(|c| c.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+        .map(|c| {
+            c.iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect()
+        })
         .ok_or_else(|| EngineError::Model("RFM result has no customer_id column".into()))?;
     let columns: Vec<Vec<f64>> = names
         .iter()
@@ -145,10 +170,16 @@ fn feature_matrix(rfm: &RecordBatch, names: &[String]) -> Result<FeatureMatrix, 
                 .column_by_name(name)
                 .ok_or_else(|| EngineError::Model(format!("RFM result has no `{name}` column")))?;
             Ok(match col.data_type() {
-                arrow::datatypes::DataType::Int64 => {
-                    col.as_primitive::<Int64Type>().iter().map(|v| v.unwrap_or(0) as f64).collect()
-                }
-                _ => col.as_primitive::<Float64Type>().iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
+                arrow::datatypes::DataType::Int64 => col
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| v.unwrap_or(0) as f64)
+                    .collect(),
+                _ => col
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| v.unwrap_or(f64::NAN))
+                    .collect(),
             })
         })
         .collect::<Result<_, EngineError>>()?;
@@ -161,9 +192,18 @@ fn feature_matrix(rfm: &RecordBatch, names: &[String]) -> Result<FeatureMatrix, 
 }
 
 /// Runs the whole pipeline described by `config`, writing into `out_dir`.
-pub fn run(config: &Config, out_dir: &Path, progress: &dyn Progress) -> Result<RunSummary, EngineError> {
+pub fn run(
+    config: &Config,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<RunSummary, EngineError> {
     let started = Instant::now();
-    let mut loaded = vec![load(EntityKind::Orders, &config.sources.orders, config, progress)?];
+    let mut loaded = vec![load(
+        EntityKind::Orders,
+        &config.sources.orders,
+        config,
+        progress,
+    )?];
     if let Some(c) = &config.sources.customers {
         loaded.push(load(EntityKind::Customers, c, config, progress)?);
     }
@@ -178,9 +218,11 @@ pub fn run(config: &Config, out_dir: &Path, progress: &dyn Progress) -> Result<R
     }
     let orders = &loaded[0].batch;
     let as_of = match &config.run.as_of {
-        Some(text) => strata_prep::parse_timestamp_micros(text, &[]).ok_or_else(|| EngineError::ConfigInvalid {
-            path: config.base_dir.clone(),
-            message: format!("[run] as_of = \"{text}\" is not a date"),
+        Some(text) => strata_prep::parse_timestamp_micros(text, &[]).ok_or_else(|| {
+            EngineError::ConfigInvalid {
+                path: config.base_dir.clone(),
+                message: format!("[run] as_of = \"{text}\" is not a date"),
+            }
         })?,
         None => default_as_of(orders).unwrap_or(0),
     };
@@ -192,11 +234,18 @@ pub fn run(config: &Config, out_dir: &Path, progress: &dyn Progress) -> Result<R
     }
     let seg = &config.segmentation;
     if rfm.num_rows() <= seg.k_min {
-        return Err(EngineError::TooFewCustomers { customers: rfm.num_rows(), k_min: seg.k_min });
+        return Err(EngineError::TooFewCustomers {
+            customers: rfm.num_rows(),
+            k_min: seg.k_min,
+        });
     }
 
     let raw = feature_matrix(&rfm, &config.features.segment_on)?;
-    let kinds: Vec<_> = raw.names().iter().map(|n| config.features.scaling.kind_for(n)).collect();
+    let kinds: Vec<_> = raw
+        .names()
+        .iter()
+        .map(|n| config.features.scaling.kind_for(n))
+        .collect();
     let scaler = Scaler::fit(&raw, &kinds)?;
     let scaled = scaler.transform(&raw)?;
 
@@ -210,18 +259,27 @@ pub fn run(config: &Config, out_dir: &Path, progress: &dyn Progress) -> Result<R
     };
     let k_count = (seg.k_max.min(raw.n_rows() - 1) + 1).saturating_sub(seg.k_min) as u64;
     progress.start("choosing k (k-means per k)", k_count);
-    let mut selection = select_k(&scaled, &params, &|_| progress.step()).map_err(|e| EngineError::Model(e.to_string()))?;
+    let mut selection = select_k(&scaled, &params, &|_| progress.step())
+        .map_err(|e| EngineError::Model(e.to_string()))?;
     progress.finish();
 
     // Stable segment ids: largest segment first, ties by centre coordinates.
     let k = selection.chosen_k;
     let mut sizes = vec![0usize; k];
-    selection.model.labels().iter().for_each(|&l| sizes[l as usize] += 1);
+    selection
+        .model
+        .labels()
+        .iter()
+        .for_each(|&l| sizes[l as usize] += 1);
     let mut order: Vec<usize> = (0..k).collect();
     order.sort_by(|&a, &b| {
         sizes[b].cmp(&sizes[a]).then_with(|| {
             let (ca, cb) = (selection.model.centroid(a), selection.model.centroid(b));
-            ca.iter().zip(cb).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne()).unwrap_or(std::cmp::Ordering::Equal)
+            ca.iter()
+                .zip(cb)
+                .map(|(x, y)| x.total_cmp(y))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
         })
     });
     selection.model.relabel(&order);
@@ -262,8 +320,10 @@ pub fn run(config: &Config, out_dir: &Path, progress: &dyn Progress) -> Result<R
             quarantined: s.quarantined.len() as u64,
         })
         .collect();
-    let quarantined: Vec<(EntityKind, &Quarantined)> =
-        loaded.iter().flat_map(|s| s.quarantined.iter().map(move |q| (s.kind, q))).collect();
+    let quarantined: Vec<(EntityKind, &Quarantined)> = loaded
+        .iter()
+        .flat_map(|s| s.quarantined.iter().map(move |q| (s.kind, q)))
+        .collect();
 
     progress.start("writing outputs", 1);
     let mut summary = RunSummary {
@@ -304,19 +364,33 @@ pub fn run(config: &Config, out_dir: &Path, progress: &dyn Progress) -> Result<R
 fn rfm_counts(rfm: &RecordBatch) -> ([[u64; 5]; 5], Vec<(String, u64)>) {
     let mut grid = [[0u64; 5]; 5];
     let mut named = vec![0u64; RFM_SEGMENTS.len()];
-    let r = rfm.column_by_name("r_score").and_then(|c| c.as_primitive_opt::<Int64Type>());
-    let f = rfm.column_by_name("f_score").and_then(|c| c.as_primitive_opt::<Int64Type>());
-    let s = rfm.column_by_name("rfm_segment").and_then(|c| c.as_string_opt::<i32>());
+    let r = rfm
+        .column_by_name("r_score")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>());
+    let f = rfm
+        .column_by_name("f_score")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>());
+    let s = rfm
+        .column_by_name("rfm_segment")
+        .and_then(|c| c.as_string_opt::<i32>());
     if let (Some(r), Some(f), Some(s)) = (r, f, s) {
         for i in 0..rfm.num_rows() {
-            let (ri, fi) = (r.value(i).clamp(1, 5) as usize - 1, f.value(i).clamp(1, 5) as usize - 1);
+            let (ri, fi) = (
+                r.value(i).clamp(1, 5) as usize - 1,
+                f.value(i).clamp(1, 5) as usize - 1,
+            );
             grid[ri][fi] += 1;
             if let Some(pos) = RFM_SEGMENTS.iter().position(|n| *n == s.value(i)) {
                 named[pos] += 1;
             }
         }
     }
-    let named = RFM_SEGMENTS.iter().zip(named).filter(|(_, c)| *c > 0).map(|(n, c)| (n.to_string(), c)).collect();
+    let named = RFM_SEGMENTS
+        .iter()
+        .zip(named)
+        .filter(|(_, c)| *c > 0)
+        .map(|(n, c)| (n.to_string(), c))
+        .collect();
     (grid, named)
 }
 

@@ -1,14 +1,25 @@
 //! Whole runs through the engine API on generated and bundled data.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use strata_engine::{Config, EngineError, NoProgress, SegmentationModel};
 use strata_testkit::{WorldConfig, generate_world};
 
 fn generated_config(dir: &Path, customers: usize, seed: u64) -> Config {
-    let world = WorldConfig { customers, seed, ..WorldConfig::default() };
+    let world = WorldConfig {
+        customers,
+        seed,
+        ..WorldConfig::default()
+    };
     generate_world(&world, dir, &|_| {}).unwrap();
-    let text = strata_engine::generated_world_config(&world.end.format("%Y-%m-%d").to_string(), seed);
+    let text =
+        strata_engine::generated_world_config(&world.end.format("%Y-%m-%d").to_string(), seed);
     let path = dir.join("strata.toml");
     std::fs::write(&path, &text).unwrap();
     Config::load(&path).unwrap()
@@ -17,9 +28,20 @@ fn generated_config(dir: &Path, customers: usize, seed: u64) -> Config {
 fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
     lines
-        .map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
         .collect()
 }
 
@@ -37,8 +59,10 @@ fn recovers_the_latent_segments_of_a_generated_world() {
         .map(|r| (r["customer_id"].clone(), r["segment"].clone()))
         .collect();
     let assigned = read_csv(&out.join("assignments.csv"));
-    let (found, expected): (Vec<String>, Vec<String>) =
-        assigned.iter().map(|r| (r["segment_id"].clone(), truth[&r["customer_id"]].clone())).unzip();
+    let (found, expected): (Vec<String>, Vec<String>) = assigned
+        .iter()
+        .map(|r| (r["segment_id"].clone(), truth[&r["customer_id"]].clone()))
+        .unzip();
     let ari = strata_ml::adjusted_rand_index(&found, &expected);
     assert!(ari >= 0.8, "ARI {ari}");
 
@@ -54,7 +78,10 @@ fn recovers_the_latent_segments_of_a_generated_world() {
         assert_eq!(s.rows_read, s.rows_kept + s.quarantined, "{}", s.table);
     }
     assert!(summary.quarantined > 0);
-    assert_eq!(read_csv(&out.join("quarantine.csv")).len(), summary.quarantined);
+    assert_eq!(
+        read_csv(&out.join("quarantine.csv")).len(),
+        summary.quarantined
+    );
 }
 
 #[test]
@@ -64,19 +91,37 @@ fn same_seed_same_segments_and_the_saved_model_reassigns_them() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     strata_engine::run(&config, &a, &NoProgress).unwrap();
     strata_engine::run(&config, &b, &NoProgress).unwrap();
-    for file in ["assignments.csv", "segments.json", "model.json", "quarantine.csv"] {
-        assert_eq!(std::fs::read(a.join(file)).unwrap(), std::fs::read(b.join(file)).unwrap(), "{file}");
+    for file in [
+        "assignments.csv",
+        "segments.json",
+        "model.json",
+        "quarantine.csv",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(file)).unwrap(),
+            std::fs::read(b.join(file)).unwrap(),
+            "{file}"
+        );
     }
     let model = SegmentationModel::load(&a.join("model.json")).unwrap();
     let rows = read_csv(&a.join("assignments.csv"));
     let ids: Vec<String> = rows.iter().map(|r| r["customer_id"].clone()).collect();
     let data: Vec<f64> = rows
         .iter()
-        .flat_map(|r| model.features.iter().map(|f| r[f].parse::<f64>().unwrap()).collect::<Vec<_>>())
+        .flat_map(|r| {
+            model
+                .features
+                .iter()
+                .map(|f| r[f].parse::<f64>().unwrap())
+                .collect::<Vec<_>>()
+        })
         .collect();
     let raw = strata_core::FeatureMatrix::new(ids, model.features.clone(), data).unwrap();
     let reassigned = model.assign(&raw).unwrap();
-    let saved: Vec<u32> = rows.iter().map(|r| r["segment_id"].parse().unwrap()).collect();
+    let saved: Vec<u32> = rows
+        .iter()
+        .map(|r| r["segment_id"].parse().unwrap())
+        .collect();
     assert_eq!(reassigned, saved);
 }
 
@@ -86,9 +131,17 @@ fn a_model_from_a_newer_version_is_refused_clearly() {
     let path = dir.path().join("model.json");
     std::fs::write(&path, r#"{"format_version": 99, "k": 2}"#).unwrap();
     let err = SegmentationModel::load(&path).unwrap_err().to_string();
-    assert!(err.contains("newer Strata") && err.contains("format 99"), "{err}");
+    assert!(
+        err.contains("newer Strata") && err.contains("format 99"),
+        "{err}"
+    );
     std::fs::write(&path, "not json").unwrap();
-    assert!(SegmentationModel::load(&path).unwrap_err().to_string().contains("not a Strata segmentation model"));
+    assert!(
+        SegmentationModel::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a Strata segmentation model")
+    );
 }
 
 fn config_error(text: &str) -> String {
@@ -105,8 +158,13 @@ const ORDERS: &str = "[sources.orders]\npath = \"orders.csv\"\n";
 
 #[test]
 fn bad_configs_are_rejected_before_any_data_is_read() {
-    let e = config_error(&format!("{ORDERS}[features]\nsegment_on = [\"recency_days\", \"wealth\"]\n"));
-    assert!(e.contains("unknown feature `wealth`") && e.contains("recency_days, frequency"), "{e}");
+    let e = config_error(&format!(
+        "{ORDERS}[features]\nsegment_on = [\"recency_days\", \"wealth\"]\n"
+    ));
+    assert!(
+        e.contains("unknown feature `wealth`") && e.contains("recency_days, frequency"),
+        "{e}"
+    );
     let e = config_error(&format!("{ORDERS}[segmentation]\nk_min = 6\nk_max = 3\n"));
     assert!(e.contains("k_min = 6, k_max = 3"), "{e}");
     let e = config_error(&format!("{ORDERS}[run]\nas_of = \"last tuesday\"\n"));
@@ -115,7 +173,10 @@ fn bad_configs_are_rejected_before_any_data_is_read() {
     let e = config_error(&format!("{ORDERS}[segmentation]\nk_max = eight\n"));
     assert!(e.contains("strata.toml") && e.contains("line 4"), "{e}");
     let e = config_error(&format!("{ORDERS}[segmentation]\nkmax = 8\n"));
-    assert!(e.contains("unknown field `kmax`") && e.contains("line 4"), "{e}");
+    assert!(
+        e.contains("unknown field `kmax`") && e.contains("line 4"),
+        "{e}"
+    );
     let e = config_error("[sources.customers]\npath = \"c.csv\"\n");
     assert!(e.contains("missing field `orders`"), "{e}");
 }
@@ -123,21 +184,42 @@ fn bad_configs_are_rejected_before_any_data_is_read() {
 #[test]
 fn a_source_with_no_usable_rows_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("orders.csv"), "customer_id,timestamp,amount\n1,2026-01-01,oops\n").unwrap();
+    std::fs::write(
+        dir.path().join("orders.csv"),
+        "customer_id,timestamp,amount\n1,2026-01-01,oops\n",
+    )
+    .unwrap();
     let path = dir.path().join("strata.toml");
     std::fs::write(&path, ORDERS).unwrap();
     let config = Config::load(&path).unwrap();
     let err = strata_engine::run(&config, &dir.path().join("out"), &NoProgress).unwrap_err();
     assert!(matches!(err, EngineError::NoRows { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("no usable rows") && msg.contains("orders.csv:2 field `amount`") && msg.contains("oops"), "{msg}");
-    assert!(!dir.path().join("out").exists(), "nothing is written for a failed run");
+    assert!(
+        msg.contains("no usable rows")
+            && msg.contains("orders.csv:2 field `amount`")
+            && msg.contains("oops"),
+        "{msg}"
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing is written for a failed run"
+    );
 
-    std::fs::write(dir.path().join("orders.csv"), "customer_id,timestamp,amount\n").unwrap();
+    std::fs::write(
+        dir.path().join("orders.csv"),
+        "customer_id,timestamp,amount\n",
+    )
+    .unwrap();
     let err = strata_engine::run(&config, &dir.path().join("out"), &NoProgress).unwrap_err();
-    assert!(err.to_string().contains("no usable rows (0 quarantined)"), "{err}");
+    assert!(
+        err.to_string().contains("no usable rows (0 quarantined)"),
+        "{err}"
+    );
 
-    let missing = Config::load(&dir.path().join("nope.toml")).unwrap_err().to_string();
+    let missing = Config::load(&dir.path().join("nope.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("nope.toml"), "{missing}");
 }
 
@@ -152,12 +234,54 @@ fn quickstart_config_runs_on_the_bundled_cdnow_data() {
     assert_eq!(summary.as_of, "1998-07-01");
     assert_eq!(summary.sources[0].rows_read, 69_659);
     assert!((2..=8).contains(&summary.chosen_k));
-    for file in ["assignments.parquet", "assignments.csv", "segments.json", "model.json", "quarantine.csv", "report.html"] {
-        assert!(out.path().join(file).metadata().unwrap().len() > 0, "{file}");
+    for file in [
+        "assignments.parquet",
+        "assignments.csv",
+        "segments.json",
+        "model.json",
+        "quarantine.csv",
+        "report.html",
+    ] {
+        assert!(
+            out.path().join(file).metadata().unwrap().len() > 0,
+            "{file}"
+        );
     }
     let segments: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("segments.json")).unwrap()).unwrap();
     assert_eq!(segments["run"]["customers"], 23_570);
-    assert_eq!(segments["segments"].as_array().unwrap().len(), summary.chosen_k);
-    assert!(segments["selection"]["candidates"].as_array().unwrap().len() == 7);
+    assert_eq!(
+        segments["segments"].as_array().unwrap().len(),
+        summary.chosen_k
+    );
+    assert!(
+        segments["selection"]["candidates"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 7
+    );
+}
+
+#[test]
+fn identical_customers_do_not_break_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("customer_id,timestamp,amount\n");
+    for i in 0..12 {
+        text.push_str(&format!("c{i},2026-01-01,10\n"));
+    }
+    std::fs::write(dir.path().join("orders.csv"), text).unwrap();
+    let path = dir.path().join("strata.toml");
+    std::fs::write(&path, format!("{ORDERS}[segmentation]\nk_max = 4\n")).unwrap();
+    let config = Config::load(&path).unwrap();
+    let summary = strata_engine::run(&config, &dir.path().join("out"), &NoProgress).unwrap();
+    assert_eq!(summary.customers, 12);
+    assert_eq!(summary.segments.iter().map(|s| s.size).sum::<usize>(), 12);
+    // Every k leaves a segment empty, so the minimum-size rule cannot hold and says so.
+    assert!(
+        summary.reason.contains("size rule was waived"),
+        "{}",
+        summary.reason
+    );
+    assert!(dir.path().join("out/report.html").exists());
 }

@@ -34,10 +34,21 @@ impl std::fmt::Debug for FeatureEngine {
 impl FeatureEngine {
     /// A session using `threads` worker threads (0 = all cores).
     pub fn new(threads: usize) -> Result<Self, FeatureError> {
-        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, usize::from) } else { threads };
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).build()?;
-        let config = SessionConfig::new().with_target_partitions(threads).with_information_schema(false);
-        Ok(Self { ctx: SessionContext::new_with_config(config), runtime })
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            threads
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .build()?;
+        let config = SessionConfig::new()
+            .with_target_partitions(threads)
+            .with_information_schema(false);
+        Ok(Self {
+            ctx: SessionContext::new_with_config(config),
+            runtime,
+        })
     }
 
     /// Registers (or replaces) an in-memory table.

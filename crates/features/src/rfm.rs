@@ -6,7 +6,13 @@
 //! the longest ago (score 1) to the most recent (score 5).
 
 /// The feature columns `rfm_sql` produces, in order, after `customer_id`.
-pub const RFM_COLUMNS: &[&str] = &["recency_days", "frequency", "monetary", "tenure_days", "aov"];
+pub const RFM_COLUMNS: &[&str] = &[
+    "recency_days",
+    "frequency",
+    "monetary",
+    "tenure_days",
+    "aov",
+];
 
 /// The named segments of the classic R × FM grid, from best to worst.
 pub const RFM_SEGMENTS: &[&str] = &[

@@ -1,12 +1,25 @@
 //! RFM on a five-customer fixture whose every value was computed by hand.
 
-use arrow::array::{ArrayRef, AsArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
+use arrow::array::{
+    ArrayRef, AsArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{Float64Type, Int64Type};
 use std::sync::Arc;
 use strata_features::FeatureEngine;
 
 fn micros(day: u32, hour: u32) -> i64 {
-    chrono::NaiveDate::from_ymd_opt(2026, 1, day).unwrap().and_hms_opt(hour, 0, 0).unwrap().and_utc().timestamp_micros()
+    chrono::NaiveDate::from_ymd_opt(2026, 1, day)
+        .unwrap()
+        .and_hms_opt(hour, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros()
 }
 
 fn orders() -> RecordBatch {
@@ -26,11 +39,17 @@ fn orders() -> RecordBatch {
     let customer: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)));
     let order: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1)));
     let ts: ArrayRef = Arc::new(
-        TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| micros(r.2, r.3))).with_timezone("UTC"),
+        TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| micros(r.2, r.3)))
+            .with_timezone("UTC"),
     );
     let amount: ArrayRef = Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.4)));
-    RecordBatch::try_from_iter(vec![("customer_id", customer), ("order_id", order), ("timestamp", ts), ("amount", amount)])
-        .unwrap()
+    RecordBatch::try_from_iter(vec![
+        ("customer_id", customer),
+        ("order_id", order),
+        ("timestamp", ts),
+        ("amount", amount),
+    ])
+    .unwrap()
 }
 
 #[test]
@@ -38,9 +57,27 @@ fn rfm_matches_hand_computed_values() {
     let engine = FeatureEngine::new(2).unwrap();
     engine.register("orders", orders()).unwrap();
     let rfm = engine.rfm(micros(11, 0)).unwrap();
-    let f64s = |name: &str| -> Vec<f64> { rfm.column_by_name(name).unwrap().as_primitive::<Float64Type>().values().to_vec() };
-    let i64s = |name: &str| -> Vec<i64> { rfm.column_by_name(name).unwrap().as_primitive::<Int64Type>().values().to_vec() };
-    let ids: Vec<&str> = rfm.column_by_name("customer_id").unwrap().as_string::<i32>().iter().flatten().collect();
+    let f64s = |name: &str| -> Vec<f64> {
+        rfm.column_by_name(name)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .values()
+            .to_vec()
+    };
+    let i64s = |name: &str| -> Vec<i64> {
+        rfm.column_by_name(name)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec()
+    };
+    let ids: Vec<&str> = rfm
+        .column_by_name("customer_id")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .collect();
     assert_eq!(ids, ["A", "B", "C", "D", "E"]);
     assert_eq!(f64s("recency_days"), [6.0, 0.5, 7.0, 10.0, 3.0]);
     assert_eq!(i64s("frequency"), [2, 1, 3, 1, 1]);
@@ -51,8 +88,23 @@ fn rfm_matches_hand_computed_values() {
     assert_eq!(i64s("r_score"), [3, 5, 2, 1, 4]);
     assert_eq!(i64s("f_score"), [4, 1, 5, 1, 1]);
     assert_eq!(i64s("m_score"), [2, 5, 1, 4, 2]);
-    let segments: Vec<&str> = rfm.column_by_name("rfm_segment").unwrap().as_string::<i32>().iter().flatten().collect();
-    assert_eq!(segments, ["Need Attention", "New Customers", "At Risk", "At Risk", "Promising"]);
+    let segments: Vec<&str> = rfm
+        .column_by_name("rfm_segment")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(
+        segments,
+        [
+            "Need Attention",
+            "New Customers",
+            "At Risk",
+            "At Risk",
+            "Promising"
+        ]
+    );
 }
 
 #[test]

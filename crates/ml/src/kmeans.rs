@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use strata_core::{FeatureMatrix, ParamError, Predict};
+use strata_core::{FeatureMatrix, Fit, ParamError, Predict};
 
 const CHUNK_ROWS: usize = 2048;
 
@@ -38,7 +38,14 @@ pub struct KMeansParams {
 
 impl KMeansParams {
     pub fn new(k: usize) -> Self {
-        Self { k, n_init: 10, max_iter: 300, tol: 1e-4, seed: 0, init: KMeansInit::KMeansPlusPlus }
+        Self {
+            k,
+            n_init: 10,
+            max_iter: 300,
+            tol: 1e-4,
+            seed: 0,
+            init: KMeansInit::KMeansPlusPlus,
+        }
     }
 
     pub fn seed(mut self, seed: u64) -> Self {
@@ -139,15 +146,28 @@ impl KMeans {
     /// Builds a model from saved centres (for assignment only).
     pub fn from_centroids(k: usize, d: usize, centroids: Vec<f64>) -> Result<Self, KMeansError> {
         if centroids.len() != k * d {
-            return Err(KMeansError::InitShape { expected: k * d, got: centroids.len() });
+            return Err(KMeansError::InitShape {
+                expected: k * d,
+                got: centroids.len(),
+            });
         }
-        Ok(Self { k, d, centroids, inertia: f64::NAN, n_iter: 0, labels: Vec::new() })
+        Ok(Self {
+            k,
+            d,
+            centroids,
+            inertia: f64::NAN,
+            n_iter: 0,
+            labels: Vec::new(),
+        })
     }
 
     /// Permutes cluster ids: new id `i` is old id `order[i]`.
     pub fn relabel(&mut self, order: &[usize]) {
         let d = self.d;
-        self.centroids = order.iter().flat_map(|&c| self.centroids[c * d..(c + 1) * d].to_vec()).collect();
+        self.centroids = order
+            .iter()
+            .flat_map(|&c| self.centroids[c * d..(c + 1) * d].to_vec())
+            .collect();
         let mut inverse = vec![0u32; order.len()];
         for (new, &old) in order.iter().enumerate() {
             inverse[old] = new as u32;
@@ -211,7 +231,10 @@ fn assign(data: &[f64], d: usize, centroids: &[f64], k: usize) -> Assignment {
                 *dist = dd;
                 inertia += dd;
                 counts[c as usize] += 1;
-                for (s, x) in sums[c as usize * d..(c as usize + 1) * d].iter_mut().zip(row) {
+                for (s, x) in sums[c as usize * d..(c as usize + 1) * d]
+                    .iter_mut()
+                    .zip(row)
+                {
                     *s += x;
                 }
             }
@@ -226,7 +249,13 @@ fn assign(data: &[f64], d: usize, centroids: &[f64], k: usize) -> Assignment {
         counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
         inertia += i;
     }
-    Assignment { labels, distances, sums, counts, inertia }
+    Assignment {
+        labels,
+        distances,
+        sums,
+        counts,
+        inertia,
+    }
 }
 
 /// Sum over rows of `f(row_index, row)`, reduced in a thread-count independent order.
@@ -235,7 +264,10 @@ fn ordered_sum(data: &[f64], d: usize, f: impl Fn(usize, &[f64]) -> f64 + Sync) 
         .par_chunks(CHUNK_ROWS * d)
         .enumerate()
         .map(|(chunk, rows)| {
-            rows.chunks_exact(d).enumerate().map(|(i, r)| f(chunk * CHUNK_ROWS + i, r)).sum()
+            rows.chunks_exact(d)
+                .enumerate()
+                .map(|(i, r)| f(chunk * CHUNK_ROWS + i, r))
+                .sum()
         })
         .collect();
     parts.iter().sum()
@@ -266,8 +298,11 @@ fn init_plus_plus(data: &[f64], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec
                 rng.random_range(0..n)
             };
             let centre = row(candidate);
-            let updated: Vec<f64> =
-                data.par_chunks(d).zip(&closest).map(|(r, &c)| c.min(dist2(r, centre))).collect();
+            let updated: Vec<f64> = data
+                .par_chunks(d)
+                .zip(&closest)
+                .map(|(r, &c)| c.min(dist2(r, centre)))
+                .collect();
             let pot = ordered_sum(data, d, |i, _| updated[i]);
             if best.as_ref().is_none_or(|b| pot < b.0) {
                 best = Some((pot, candidate, updated));
@@ -288,6 +323,15 @@ fn init_random(data: &[f64], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f6
         .into_iter()
         .flat_map(|i| data[i * d..(i + 1) * d].to_vec())
         .collect()
+}
+
+impl Fit for KMeansValidParams {
+    type Model = KMeans;
+    type Error = KMeansError;
+
+    fn fit(&self, data: &FeatureMatrix) -> Result<KMeans, KMeansError> {
+        KMeansValidParams::fit(self, data)
+    }
 }
 
 impl KMeansValidParams {
@@ -323,7 +367,10 @@ impl KMeansValidParams {
         let p = &self.0;
         let (n, d, k) = (data.n_rows(), data.n_cols(), p.k);
         if init.len() != k * d {
-            return Err(KMeansError::InitShape { expected: k * d, got: init.len() });
+            return Err(KMeansError::InitShape {
+                expected: k * d,
+                got: init.len(),
+            });
         }
         if n < k {
             return Err(KMeansError::TooFewRows { k, n });
@@ -349,7 +396,11 @@ impl KMeansValidParams {
                     // An empty cluster restarts at the worst-served row not already taken.
                     let far = (0..n)
                         .filter(|i| !taken.contains(i))
-                        .max_by(|&a, &b| step.distances[a].total_cmp(&step.distances[b]).then(b.cmp(&a)))
+                        .max_by(|&a, &b| {
+                            step.distances[a]
+                                .total_cmp(&step.distances[b])
+                                .then(b.cmp(&a))
+                        })
                         .unwrap_or(0);
                     taken.push(far);
                     next[c * d..(c + 1) * d].copy_from_slice(&x[far * d..(far + 1) * d]);
@@ -365,7 +416,14 @@ impl KMeansValidParams {
             }
         }
         let last = assign(x, d, &centroids, k);
-        Ok(KMeans { k, d, centroids, inertia: last.inertia, n_iter, labels: last.labels })
+        Ok(KMeans {
+            k,
+            d,
+            centroids,
+            inertia: last.inertia,
+            n_iter,
+            labels: last.labels,
+        })
     }
 }
 
@@ -383,8 +441,12 @@ mod tests {
             }
         }
         let n = n_per * centres.len();
-        FeatureMatrix::new((0..n).map(|i| i.to_string()).collect(), vec!["x".into(), "y".into()], data)
-            .unwrap()
+        FeatureMatrix::new(
+            (0..n).map(|i| i.to_string()).collect(),
+            vec!["x".into(), "y".into()],
+            data,
+        )
+        .unwrap()
     }
 
     /// The textbook Lloyd step, one row at a time, to check the chunked kernel against.
@@ -396,7 +458,9 @@ mod tests {
         for row in x.chunks(d) {
             let mut best = (0, f64::INFINITY);
             for c in 0..k {
-                let dd: f64 = (0..d).map(|j| (row[j] - centroids[c * d + j]).powi(2)).sum();
+                let dd: f64 = (0..d)
+                    .map(|j| (row[j] - centroids[c * d + j]).powi(2))
+                    .sum();
                 if dd < best.1 {
                     best = (c, dd);
                 }
@@ -407,14 +471,23 @@ mod tests {
                 sums[best.0 * d + j] += row[j];
             }
         }
-        let means = sums.iter().enumerate().map(|(i, s)| s / counts[i / d]).collect();
+        let means = sums
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s / counts[i / d])
+            .collect();
         (labels, means)
     }
 
     #[test]
     fn recovers_well_separated_blobs() {
         let m = blobs(200, &[[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], 1);
-        let model = KMeansParams::new(3).seed(7).check().unwrap().fit(&m).unwrap();
+        let model = KMeansParams::new(3)
+            .seed(7)
+            .check()
+            .unwrap()
+            .fit(&m)
+            .unwrap();
         let l = model.labels();
         for b in 0..3 {
             let first = l[b * 200];
@@ -437,8 +510,16 @@ mod tests {
     fn identical_across_thread_counts() {
         let m = blobs(3000, &[[0.0, 0.0], [3.0, 1.0], [1.0, 4.0], [5.0, 5.0]], 3);
         let params = KMeansParams::new(4).seed(11).n_init(3).check().unwrap();
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| params.fit(&m).unwrap());
-        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap().install(|| params.fit(&m).unwrap());
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| params.fit(&m).unwrap());
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap()
+            .install(|| params.fit(&m).unwrap());
         assert_eq!(one.labels(), two.labels());
         assert_eq!(one.centroids(), two.centroids());
         assert_eq!(one.inertia().to_bits(), two.inertia().to_bits());

@@ -15,7 +15,10 @@ pub fn wcss(data: &FeatureMatrix, labels: &[u32]) -> f64 {
     let mut counts = vec![0.0; k];
     for (i, &l) in labels.iter().enumerate() {
         counts[l as usize] += 1.0;
-        for (s, x) in sums[l as usize * d..(l as usize + 1) * d].iter_mut().zip(data.row(i)) {
+        for (s, x) in sums[l as usize * d..(l as usize + 1) * d]
+            .iter_mut()
+            .zip(data.row(i))
+        {
             *s += x;
         }
     }
@@ -57,7 +60,12 @@ fn silhouette_rows(x: &[f64], d: usize, labels: &[u32]) -> Option<f64> {
             let row = &x[i * d..(i + 1) * d];
             let mut sum = vec![0.0; k];
             for (j, other) in x.chunks_exact(d).enumerate() {
-                let dist: f64 = row.iter().zip(other).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+                let dist: f64 = row
+                    .iter()
+                    .zip(other)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f64>()
+                    .sqrt();
                 sum[labels[j] as usize] += dist;
             }
             let a = sum[own] / (sizes[own] - 1) as f64;
@@ -65,7 +73,11 @@ fn silhouette_rows(x: &[f64], d: usize, labels: &[u32]) -> Option<f64> {
                 .filter(|&c| c != own && sizes[c] > 0)
                 .map(|c| sum[c] / sizes[c] as f64)
                 .fold(f64::INFINITY, f64::min);
-            if a.max(b) > 0.0 { (b - a) / a.max(b) } else { 0.0 }
+            if a.max(b) > 0.0 {
+                (b - a) / a.max(b)
+            } else {
+                0.0
+            }
         })
         .collect();
     Some(scores.iter().sum::<f64>() / n as f64)
@@ -73,7 +85,12 @@ fn silhouette_rows(x: &[f64], d: usize, labels: &[u32]) -> Option<f64> {
 
 /// Silhouette on a seeded random sample of `sample` rows (all rows when n ≤ sample), like
 /// scikit-learn's `silhouette_score(sample_size=…)`.
-pub fn silhouette_sampled(data: &FeatureMatrix, labels: &[u32], sample: usize, seed: u64) -> Option<f64> {
+pub fn silhouette_sampled(
+    data: &FeatureMatrix,
+    labels: &[u32],
+    sample: usize,
+    seed: u64,
+) -> Option<f64> {
     let n = data.n_rows();
     if n <= sample {
         return silhouette(data, labels);
@@ -81,11 +98,9 @@ pub fn silhouette_sampled(data: &FeatureMatrix, labels: &[u32], sample: usize, s
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut idx = rand::seq::index::sample(&mut rng, n, sample).into_vec();
     idx.sort_unstable();
-    let d = data.n_cols();
     let x: Vec<f64> = idx.iter().flat_map(|&i| data.row(i).to_vec()).collect();
+    // Sampled labels may skip ids; empty clusters are ignored.
     let l: Vec<u32> = idx.iter().map(|&i| labels[i]).collect();
-    // Sampled labels may skip ids; that is fine, empty clusters are ignored.
-    let _ = d;
     silhouette_rows(&x, data.n_cols(), &l)
 }
 
@@ -95,7 +110,10 @@ fn comb2(n: u64) -> f64 {
 
 /// Adjusted Rand index between two labellings of the same rows (1 = identical partitions,
 /// about 0 = chance). Labels may be any hashable values.
-pub fn adjusted_rand_index<A: Eq + std::hash::Hash, B: Eq + std::hash::Hash>(a: &[A], b: &[B]) -> f64 {
+pub fn adjusted_rand_index<A: Eq + std::hash::Hash, B: Eq + std::hash::Hash>(
+    a: &[A],
+    b: &[B],
+) -> f64 {
     assert_eq!(a.len(), b.len(), "labellings must cover the same rows");
     let n = a.len() as u64;
     let mut table: HashMap<(&A, &B), u64> = HashMap::new();
@@ -128,11 +146,18 @@ pub fn knee_point(xs: &[f64], ys: &[f64]) -> Option<usize> {
         return None;
     }
     let (x0, x1) = (xs[0], xs[xs.len() - 1]);
-    let (ymin, ymax) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &y| (lo.min(y), hi.max(y)));
+    let (ymin, ymax) = ys
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &y| {
+            (lo.min(y), hi.max(y))
+        });
     if x1 == x0 || ymax == ymin {
         return None;
     }
-    let (y0, y1) = ((ys[0] - ymin) / (ymax - ymin), (ys[ys.len() - 1] - ymin) / (ymax - ymin));
+    let (y0, y1) = (
+        (ys[0] - ymin) / (ymax - ymin),
+        (ys[ys.len() - 1] - ymin) / (ymax - ymin),
+    );
     let mut best = (0, 0.0);
     for (i, (&x, &y)) in xs.iter().zip(ys).enumerate() {
         let t = (x - x0) / (x1 - x0);

@@ -14,11 +14,20 @@ pub const MODEL_FORMAT_VERSION: u32 = 1;
 #[non_exhaustive]
 pub enum ModelError {
     #[error("cannot read model {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a Strata segmentation model: {message}")]
     Format { path: String, message: String },
-    #[error("{path} was written by a newer Strata (model format {found}); this build reads format {supported} or older")]
-    TooNew { path: String, found: u32, supported: u32 },
+    #[error(
+        "{path} was written by a newer Strata (model format {found}); this build reads format {supported} or older"
+    )]
+    TooNew {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
     #[error("the model expects features [{expected}] but the input has [{got}]")]
     Features { expected: String, got: String },
     #[error(transparent)]
@@ -43,7 +52,14 @@ pub struct SegmentationModel {
 }
 
 impl SegmentationModel {
-    pub fn from_kmeans(features: Vec<String>, scaler: Scaler, model: &KMeans, names: Vec<String>, seed: u64, trained_rows: usize) -> Self {
+    pub fn from_kmeans(
+        features: Vec<String>,
+        scaler: Scaler,
+        model: &KMeans,
+        names: Vec<String>,
+        seed: u64,
+        trained_rows: usize,
+    ) -> Self {
         Self {
             format_version: MODEL_FORMAT_VERSION,
             strata_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -64,23 +80,42 @@ impl SegmentationModel {
 
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: shown.clone(), source })?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Format { path: shown.clone(), message: e.to_string() })?;
-        let version = value.get("format_version").and_then(serde_json::Value::as_u64).ok_or_else(|| ModelError::Format {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
             path: shown.clone(),
-            message: "no `format_version` field".into(),
+            source,
         })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::Format {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| ModelError::Format {
+                path: shown.clone(),
+                message: "no `format_version` field".into(),
+            })?;
         if version > u64::from(MODEL_FORMAT_VERSION) {
-            return Err(ModelError::TooNew { path: shown, found: version as u32, supported: MODEL_FORMAT_VERSION });
+            return Err(ModelError::TooNew {
+                path: shown,
+                found: version as u32,
+                supported: MODEL_FORMAT_VERSION,
+            });
         }
-        serde_json::from_value(value).map_err(|e| ModelError::Format { path: shown, message: e.to_string() })
+        serde_json::from_value(value).map_err(|e| ModelError::Format {
+            path: shown,
+            message: e.to_string(),
+        })
     }
 
     /// Assigns raw (unscaled) feature rows to segments.
     pub fn assign(&self, raw: &FeatureMatrix) -> Result<Vec<u32>, ModelError> {
         if raw.names() != self.features.as_slice() {
-            return Err(ModelError::Features { expected: self.features.join(", "), got: raw.names().join(", ") });
+            return Err(ModelError::Features {
+                expected: self.features.join(", "),
+                got: raw.names().join(", "),
+            });
         }
         let scaled = self.scaler.transform(raw)?;
         let kmeans = KMeans::from_centroids(self.k, self.features.len(), self.centroids.clone())?;

@@ -28,11 +28,17 @@ pub struct SegmentProfile {
 
 impl SegmentProfile {
     pub fn z(&self, feature: &str) -> Option<f64> {
-        self.features.iter().find(|f| f.name == feature).map(|f| f.z)
+        self.features
+            .iter()
+            .find(|f| f.name == feature)
+            .map(|f| f.z)
     }
 
     pub fn median(&self, feature: &str) -> Option<f64> {
-        self.features.iter().find(|f| f.name == feature).map(|f| f.median)
+        self.features
+            .iter()
+            .find(|f| f.name == feature)
+            .map(|f| f.median)
     }
 }
 
@@ -42,11 +48,20 @@ fn median(values: &mut [f64]) -> f64 {
     }
     values.sort_by(f64::total_cmp);
     let m = values.len() / 2;
-    if values.len() % 2 == 1 { values[m] } else { (values[m - 1] + values[m]) / 2.0 }
+    if values.len() % 2 == 1 {
+        values[m]
+    } else {
+        (values[m - 1] + values[m]) / 2.0
+    }
 }
 
 /// Profiles `k` segments from raw (unscaled) and scaled features of the same rows.
-pub fn profile_segments(raw: &FeatureMatrix, scaled: &FeatureMatrix, labels: &[u32], k: usize) -> Vec<SegmentProfile> {
+pub fn profile_segments(
+    raw: &FeatureMatrix,
+    scaled: &FeatureMatrix,
+    labels: &[u32],
+    k: usize,
+) -> Vec<SegmentProfile> {
     let n = raw.n_rows().max(1);
     let d = raw.n_cols();
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
@@ -63,15 +78,28 @@ pub fn profile_segments(raw: &FeatureMatrix, scaled: &FeatureMatrix, labels: &[u
                     let count = values.len().max(1) as f64;
                     let mean = values.iter().sum::<f64>() / count;
                     let z = rows.iter().map(|&i| scaled.row(i)[j]).sum::<f64>() / count;
-                    FeatureStats { name: raw.names()[j].clone(), mean, median: median(&mut values), z }
+                    FeatureStats {
+                        name: raw.names()[j].clone(),
+                        mean,
+                        median: median(&mut values),
+                        z,
+                    }
                 })
                 .collect();
-            let mut strongest: Vec<&FeatureStats> = features.iter().filter(|f| f.z.abs() >= 0.25).collect();
+            let mut strongest: Vec<&FeatureStats> =
+                features.iter().filter(|f| f.z.abs() >= 0.25).collect();
             strongest.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
             let distinguishing = strongest
                 .iter()
                 .take(3)
-                .map(|f| format!("{} {} ({:+.1}σ)", f.name, if f.z > 0.0 { "high" } else { "low" }, f.z))
+                .map(|f| {
+                    format!(
+                        "{} {} ({:+.1}σ)",
+                        f.name,
+                        if f.z > 0.0 { "high" } else { "low" },
+                        f.z
+                    )
+                })
                 .collect();
             SegmentProfile {
                 id,
@@ -96,7 +124,11 @@ fn name_segments(profiles: &mut [SegmentProfile]) {
     let mut seen: Vec<String> = Vec::new();
     let mut order: Vec<usize> = (0..profiles.len()).collect();
     let spend = |p: &SegmentProfile| p.z("monetary").unwrap_or(0.0);
-    order.sort_by(|&a, &b| spend(&profiles[b]).total_cmp(&spend(&profiles[a])).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        spend(&profiles[b])
+            .total_cmp(&spend(&profiles[a]))
+            .then(a.cmp(&b))
+    });
     for i in order {
         let base = profiles[i].name.clone();
         let tier = seen.iter().filter(|s| **s == base).count();
@@ -117,7 +149,11 @@ fn rfm_name(p: &SegmentProfile) -> Option<String> {
     let name = if r > 0.8 && (f > 0.3 || m > 0.3) {
         "At risk high-value"
     } else if r > 0.8 {
-        if one_timers { "Lapsed one-timers" } else { "Lapsed" }
+        if one_timers {
+            "Lapsed one-timers"
+        } else {
+            "Lapsed"
+        }
     } else if t < -0.8 && r < 0.0 {
         "New customers"
     } else if f > 0.5 && m > 0.5 && a > 0.3 {
@@ -129,7 +165,11 @@ fn rfm_name(p: &SegmentProfile) -> Option<String> {
     } else if a > 0.5 {
         "Big-ticket occasional"
     } else if r > 0.3 {
-        if one_timers { "Fading one-timers" } else { "Fading" }
+        if one_timers {
+            "Fading one-timers"
+        } else {
+            "Fading"
+        }
     } else if r < -0.3 {
         "Active occasional"
     } else {
@@ -147,7 +187,13 @@ fn generic_name(p: &SegmentProfile) -> String {
     let words: Vec<String> = parts
         .iter()
         .take(2)
-        .map(|f| format!("{} {}", if f.z > 0.0 { "high" } else { "low" }, f.name.replace('_', " ")))
+        .map(|f| {
+            format!(
+                "{} {}",
+                if f.z > 0.0 { "high" } else { "low" },
+                f.name.replace('_', " ")
+            )
+        })
         .collect();
     let mut name = words.join(", ");
     if let Some(first) = name.get(..1) {
@@ -180,18 +226,45 @@ mod tests {
     }
 
     fn rfm(r: f64, f: f64, m: f64, t: f64, a: f64, fm: f64) -> SegmentProfile {
-        profile(&[("recency_days", r), ("frequency", f), ("monetary", m), ("tenure_days", t), ("aov", a)], fm)
+        profile(
+            &[
+                ("recency_days", r),
+                ("frequency", f),
+                ("monetary", m),
+                ("tenure_days", t),
+                ("aov", a),
+            ],
+            fm,
+        )
     }
 
     #[test]
     fn names_follow_the_rfm_vocabulary() {
-        assert_eq!(rfm_name(&rfm(-0.8, 1.5, 1.8, 0.4, 1.0, 20.0)).unwrap(), "Loyal high-value");
-        assert_eq!(rfm_name(&rfm(-0.6, 1.2, 0.2, 0.4, -1.3, 15.0)).unwrap(), "Bargain hunters");
-        assert_eq!(rfm_name(&rfm(-1.0, -0.5, -0.6, -1.9, 0.0, 1.0)).unwrap(), "New customers");
-        assert_eq!(rfm_name(&rfm(1.3, -0.7, -0.6, 0.4, 0.0, 1.0)).unwrap(), "Lapsed one-timers");
-        assert_eq!(rfm_name(&rfm(1.1, 0.9, 1.0, 0.5, 0.2, 6.0)).unwrap(), "At risk high-value");
+        assert_eq!(
+            rfm_name(&rfm(-0.8, 1.5, 1.8, 0.4, 1.0, 20.0)).unwrap(),
+            "Loyal high-value"
+        );
+        assert_eq!(
+            rfm_name(&rfm(-0.6, 1.2, 0.2, 0.4, -1.3, 15.0)).unwrap(),
+            "Bargain hunters"
+        );
+        assert_eq!(
+            rfm_name(&rfm(-1.0, -0.5, -0.6, -1.9, 0.0, 1.0)).unwrap(),
+            "New customers"
+        );
+        assert_eq!(
+            rfm_name(&rfm(1.3, -0.7, -0.6, 0.4, 0.0, 1.0)).unwrap(),
+            "Lapsed one-timers"
+        );
+        assert_eq!(
+            rfm_name(&rfm(1.1, 0.9, 1.0, 0.5, 0.2, 6.0)).unwrap(),
+            "At risk high-value"
+        );
         assert_eq!(rfm_name(&profile(&[("age", 1.0)], 0.0)), None);
-        assert_eq!(generic_name(&profile(&[("age", 1.0), ("basket_size", -0.5)], 0.0)), "High age, low basket size");
+        assert_eq!(
+            generic_name(&profile(&[("age", 1.0), ("basket_size", -0.5)], 0.0)),
+            "High age, low basket size"
+        );
     }
 
     #[test]

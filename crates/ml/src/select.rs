@@ -20,7 +20,14 @@ pub struct SelectionParams {
 
 impl Default for SelectionParams {
     fn default() -> Self {
-        Self { k_min: 2, k_max: 8, n_init: 10, seed: 42, silhouette_sample: 4000, min_segment_share: 0.01 }
+        Self {
+            k_min: 2,
+            k_max: 8,
+            n_init: 10,
+            seed: 42,
+            silhouette_sample: 4000,
+            min_segment_share: 0.01,
+        }
     }
 }
 
@@ -60,7 +67,11 @@ pub fn select_k(
     progress: &dyn Fn(usize),
 ) -> Result<Selection, SelectError> {
     if params.k_min < 2 {
-        return Err(ParamError::new("k_min", "must be at least 2 (silhouette needs two segments)").into());
+        return Err(ParamError::new(
+            "k_min",
+            "must be at least 2 (silhouette needs two segments)",
+        )
+        .into());
     }
     if params.k_max < params.k_min {
         return Err(ParamError::new("k_max", format!("must be ≥ k_min = {}", params.k_min)).into());
@@ -71,16 +82,25 @@ pub fn select_k(
     let n = data.n_rows();
     let k_max = params.k_max.min(n.saturating_sub(1));
     if k_max < params.k_min {
-        return Err(KMeansError::TooFewRows { k: params.k_min + 1, n }.into());
+        return Err(KMeansError::TooFewRows {
+            k: params.k_min + 1,
+            n,
+        }
+        .into());
     }
     let mut candidates = Vec::new();
     let mut models = Vec::new();
     for k in params.k_min..=k_max {
-        let model = KMeansParams::new(k).n_init(params.n_init).seed(params.seed).check()?.fit(data)?;
+        let model = KMeansParams::new(k)
+            .n_init(params.n_init)
+            .seed(params.seed)
+            .check()?
+            .fit(data)?;
         let mut sizes = vec![0usize; k];
         model.labels().iter().for_each(|&l| sizes[l as usize] += 1);
         let smallest_share = sizes.iter().copied().min().unwrap_or(0) as f64 / n as f64;
-        let silhouette = silhouette_sampled(data, model.labels(), params.silhouette_sample, params.seed);
+        let silhouette =
+            silhouette_sampled(data, model.labels(), params.silhouette_sample, params.seed);
         candidates.push(KCandidate {
             k,
             wcss: model.inertia(),
@@ -128,5 +148,11 @@ pub fn select_k(
         elbow,
         note
     );
-    Ok(Selection { chosen_k: chosen.k, elbow_k, reason, model: models.swap_remove(index), candidates })
+    Ok(Selection {
+        chosen_k: chosen.k,
+        elbow_k,
+        reason,
+        model: models.swap_remove(index),
+        candidates,
+    })
 }

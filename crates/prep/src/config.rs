@@ -99,14 +99,24 @@ impl From<RawColumnRef> for ColumnRef {
 impl<'de> Deserialize<'de> for ColumnSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(match RawColumnSpec::deserialize(d)? {
-            RawColumnSpec::Name(n) => Self { column: ColumnRef::Name(n), ty: None, formats: vec![] },
-            RawColumnSpec::Position(p) => {
-                Self { column: ColumnRef::Position(p), ty: None, formats: vec![] }
-            }
+            RawColumnSpec::Name(n) => Self {
+                column: ColumnRef::Name(n),
+                ty: None,
+                formats: vec![],
+            },
+            RawColumnSpec::Position(p) => Self {
+                column: ColumnRef::Position(p),
+                ty: None,
+                formats: vec![],
+            },
             RawColumnSpec::Table(t) => {
                 let mut formats: Vec<String> = t.format.into_iter().collect();
                 formats.extend(t.formats);
-                Self { column: t.column.into(), ty: t.ty, formats }
+                Self {
+                    column: t.column.into(),
+                    ty: t.ty,
+                    formats,
+                }
             }
         })
     }
@@ -136,6 +146,12 @@ fn default_true() -> bool {
 
 impl SourceConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), format: None, header: true, delimiter: None, columns: BTreeMap::new() }
+        Self {
+            path: path.into(),
+            format: None,
+            header: true,
+            delimiter: None,
+            columns: BTreeMap::new(),
+        }
     }
 }

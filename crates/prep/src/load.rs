@@ -74,19 +74,21 @@ fn default_event_column(field: &str) -> &str {
 
 fn plan_fields(kind: EntityKind, config: &SourceConfig) -> Result<Vec<FieldPlan>, LoadError> {
     let table = kind.table_name().to_string();
-    let config_error = |message: String| LoadError::Config { table: table.clone(), message };
+    let config_error = |message: String| LoadError::Config {
+        table: table.clone(),
+        message,
+    };
     let mut plan = Vec::new();
     for spec in canonical_fields(kind) {
         let mapped = config.columns.get(spec.name);
-        if let Some(m) = mapped {
-            if let Some(ty) = m.ty {
-                if ty != spec.ty {
-                    return Err(config_error(format!(
-                        "field `{}` is always {}; remove `type = \"{ty}\"`",
-                        spec.name, spec.ty
-                    )));
-                }
-            }
+        if let Some(m) = mapped
+            && let Some(ty) = m.ty
+            && ty != spec.ty
+        {
+            return Err(config_error(format!(
+                "field `{}` is always {}; remove `type = \"{ty}\"`",
+                spec.name, spec.ty
+            )));
         }
         let column = match mapped {
             Some(m) => Some(m.column.clone()),
@@ -125,8 +127,14 @@ fn plan_fields(kind: EntityKind, config: &SourceConfig) -> Result<Vec<FieldPlan>
             formats: spec.formats.clone(),
         });
     }
-    if let Some(p) = plan.iter().find(|p| matches!(p.column, Some(ColumnRef::Position(0)))) {
-        return Err(config_error(format!("field `{}`: column positions start at 1", p.name)));
+    if let Some(p) = plan
+        .iter()
+        .find(|p| matches!(p.column, Some(ColumnRef::Position(0))))
+    {
+        return Err(config_error(format!(
+            "field `{}`: column positions start at 1",
+            p.name
+        )));
     }
     Ok(plan)
 }
@@ -204,14 +212,23 @@ impl TableBuilder {
 
     fn quarantine(&mut self, line: u64, field: Option<&str>, reason: String, raw: String) {
         self.quarantined.push(Quarantined {
-            location: Location { file: self.file.clone(), line, field: field.map(str::to_string) },
+            location: Location {
+                file: self.file.clone(),
+                line,
+                field: field.map(str::to_string),
+            },
             reason,
             raw,
         });
     }
 
     /// Takes one row of per-field parse results (in plan order).
-    fn push_row(&mut self, line: u64, cells: &mut [Result<Value, String>], raw: impl FnOnce() -> String) {
+    fn push_row(
+        &mut self,
+        line: u64,
+        cells: &mut [Result<Value, String>],
+        raw: impl FnOnce() -> String,
+    ) {
         self.rows_read += 1;
         for (plan, cell) in self.plan.iter().zip(cells.iter()) {
             let problem = match cell {
@@ -225,7 +242,12 @@ impl TableBuilder {
                 return;
             }
         }
-        for ((plan, cell), builder) in self.plan.iter().zip(cells.iter_mut()).zip(&mut self.builders) {
+        for ((plan, cell), builder) in self
+            .plan
+            .iter()
+            .zip(cells.iter_mut())
+            .zip(&mut self.builders)
+        {
             let mut value = std::mem::replace(cell, Ok(Value::Null)).unwrap_or(Value::Null);
             if self.kind == EntityKind::Orders && plan.name == "order_id" && value == Value::Null {
                 // Without an order id, a line is its own order: stable across re-reads.
@@ -237,9 +259,15 @@ impl TableBuilder {
 
     fn finish(mut self, path: &Path) -> Result<LoadedSource, LoadError> {
         let schema = schema_of(&self.plan);
-        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
-        let batch = RecordBatch::try_new(schema, columns)
-            .map_err(|e| LoadError::Config { table: self.kind.to_string(), message: e.to_string() })?;
+        let columns: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(ColumnBuilder::finish)
+            .collect();
+        let batch = RecordBatch::try_new(schema, columns).map_err(|e| LoadError::Config {
+            table: self.kind.to_string(),
+            message: e.to_string(),
+        })?;
         Ok(LoadedSource {
             kind: self.kind,
             path: path.to_path_buf(),
@@ -266,7 +294,10 @@ pub fn load_source(kind: EntityKind, config: &SourceConfig) -> Result<LoadedSour
         }
     };
     let plan = plan_fields(kind, config)?;
-    let io = |source| LoadError::Io { path: path.clone(), source };
+    let io = |source| LoadError::Io {
+        path: path.clone(),
+        source,
+    };
     let file = File::open(path).map_err(io)?;
     if file.metadata().map_err(io)?.len() == 0 {
         return Err(LoadError::Empty { path: path.clone() });
@@ -346,15 +377,24 @@ fn header_names(fields: &[&[u8]], path: &Path) -> Result<Vec<String>, LoadError>
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let s = std::str::from_utf8(f)
-                .map_err(|_| LoadError::HeaderEncoding { path: path.to_path_buf() })?;
-            let s = if i == 0 { s.trim_start_matches('\u{feff}') } else { s };
+            let s = std::str::from_utf8(f).map_err(|_| LoadError::HeaderEncoding {
+                path: path.to_path_buf(),
+            })?;
+            let s = if i == 0 {
+                s.trim_start_matches('\u{feff}')
+            } else {
+                s
+            };
             Ok(s.trim().to_string())
         })
         .collect()
 }
 
-fn parse_row(table: &TableBuilder, positions: &[Option<usize>], fields: &[&[u8]]) -> Vec<Result<Value, String>> {
+fn parse_row(
+    table: &TableBuilder,
+    positions: &[Option<usize>],
+    fields: &[&[u8]],
+) -> Vec<Result<Value, String>> {
     table
         .plan
         .iter()
@@ -362,7 +402,11 @@ fn parse_row(table: &TableBuilder, positions: &[Option<usize>], fields: &[&[u8]]
         .map(|(f, pos)| match pos {
             None => Ok(Value::Null),
             Some(i) => match fields.get(*i) {
-                None => Err(format!("the row has no column {} ({} fields found)", i + 1, fields.len())),
+                None => Err(format!(
+                    "the row has no column {} ({} fields found)",
+                    i + 1,
+                    fields.len()
+                )),
                 Some(bytes) => match std::str::from_utf8(bytes) {
                     Ok(text) => parse_text(f.ty, &f.formats, text),
                     Err(e) => Err(format!(
@@ -388,11 +432,16 @@ fn read_delimited(
         .delimiter(delimiter)
         .from_reader(BufReader::with_capacity(1 << 20, file));
     let mut record = csv::ByteRecord::new();
-    let io = |e: csv::Error| LoadError::Io { path: path.to_path_buf(), source: e.into() };
+    let io = |e: csv::Error| LoadError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    };
     let mut expected_len = None;
     let positions = if has_header {
         if !reader.read_byte_record(&mut record).map_err(io)? {
-            return Err(LoadError::Empty { path: path.to_path_buf() });
+            return Err(LoadError::Empty {
+                path: path.to_path_buf(),
+            });
         }
         let header = header_names(&record.iter().collect::<Vec<_>>(), path)?;
         expected_len = Some(header.len());
@@ -404,10 +453,19 @@ fn read_delimited(
     while reader.read_byte_record(&mut record).map_err(io)? {
         let line = record.position().map_or(0, csv::Position::line);
         let fields: Vec<&[u8]> = record.iter().collect();
-        let raw = || fields.iter().map(|f| String::from_utf8_lossy(f)).collect::<Vec<_>>().join(&delim);
+        let raw = || {
+            fields
+                .iter()
+                .map(|f| String::from_utf8_lossy(f))
+                .collect::<Vec<_>>()
+                .join(&delim)
+        };
         if let Some(n) = expected_len.filter(|&n| n != fields.len()) {
             table.rows_read += 1;
-            let reason = format!("expected {n} fields as in the header, found {}", fields.len());
+            let reason = format!(
+                "expected {n} fields as in the header, found {}",
+                fields.len()
+            );
             let raw = raw();
             table.quarantine(line, None, reason, raw);
             continue;
@@ -431,7 +489,10 @@ fn for_each_line(
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+            .map_err(|source| LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if n == 0 {
             return Ok(());
         }
@@ -444,11 +505,23 @@ fn for_each_line(
     }
 }
 
-fn read_whitespace(table: &mut TableBuilder, file: File, path: &Path, has_header: bool) -> Result<(), LoadError> {
-    let mut positions = if has_header { None } else { Some(resolve_positions(table, path, None)?) };
+fn read_whitespace(
+    table: &mut TableBuilder,
+    file: File,
+    path: &Path,
+    has_header: bool,
+) -> Result<(), LoadError> {
+    let mut positions = if has_header {
+        None
+    } else {
+        Some(resolve_positions(table, path, None)?)
+    };
     let mut expected_len = None;
     for_each_line(file, path, |line, bytes| {
-        let fields: Vec<&[u8]> = bytes.split(u8::is_ascii_whitespace).filter(|f| !f.is_empty()).collect();
+        let fields: Vec<&[u8]> = bytes
+            .split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty())
+            .collect();
         let Some(pos) = &positions else {
             let header = header_names(&fields, path)?;
             expected_len = Some(header.len());
@@ -458,7 +531,10 @@ fn read_whitespace(table: &mut TableBuilder, file: File, path: &Path, has_header
         let raw = || String::from_utf8_lossy(bytes).into_owned();
         if let Some(n) = expected_len.filter(|&n| n != fields.len()) {
             table.rows_read += 1;
-            let reason = format!("expected {n} fields as in the header, found {}", fields.len());
+            let reason = format!(
+                "expected {n} fields as in the header, found {}",
+                fields.len()
+            );
             table.quarantine(line, None, reason, raw());
             return Ok(());
         }
@@ -467,7 +543,9 @@ fn read_whitespace(table: &mut TableBuilder, file: File, path: &Path, has_header
         Ok(())
     })?;
     if positions.is_none() {
-        return Err(LoadError::Empty { path: path.to_path_buf() });
+        return Err(LoadError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -488,7 +566,10 @@ fn read_jsonl(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), L
             None => Ok(None),
             Some(ColumnRef::Position(_)) => Err(LoadError::Config {
                 table: table.kind.to_string(),
-                message: format!("field `{}`: JSON Lines fields are mapped by name, not position", f.name),
+                message: format!(
+                    "field `{}`: JSON Lines fields are mapped by name, not position",
+                    f.name
+                ),
             }),
         })
         .collect::<Result<_, _>>()?;
@@ -516,10 +597,12 @@ fn read_jsonl(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), L
             .plan
             .iter()
             .zip(&names)
-            .map(|(f, name)| match name.as_deref().and_then(|n| json_lookup(&value, n)) {
-                None => Ok(Value::Null),
-                Some(v) => parse_json(f.ty, &f.formats, v),
-            })
+            .map(
+                |(f, name)| match name.as_deref().and_then(|n| json_lookup(&value, n)) {
+                    None => Ok(Value::Null),
+                    Some(v) => parse_json(f.ty, &f.formats, v),
+                },
+            )
             .collect();
         table.push_row(line, &mut cells, raw);
         Ok(())
@@ -530,11 +613,22 @@ fn read_parquet(table: &mut TableBuilder, file: File, path: &Path) -> Result<(),
     use arrow::array::AsArray;
     use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let perr = |e: &dyn std::fmt::Display| LoadError::Parquet { path: path.to_path_buf(), message: e.to_string() };
+    let perr = |e: &dyn std::fmt::Display| LoadError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(&e))?;
-    let header: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let header: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let positions = resolve_positions(table, path, Some(&header))?;
-    let reader = builder.with_batch_size(64 * 1024).build().map_err(|e| perr(&e))?;
+    let reader = builder
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| perr(&e))?;
     let mut row_number = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| perr(&e))?;
@@ -548,11 +642,25 @@ fn read_parquet(table: &mut TableBuilder, file: File, path: &Path) -> Result<(),
             let Some(source) = batch.columns().get(i) else {
                 return Err(perr(&format!("no column at position {}", i + 1)));
             };
-            let is_text = matches!(source.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-            let as_text = is_text || (!f.formats.is_empty() && matches!(f.ty, FieldType::Date | FieldType::Timestamp));
-            let target = if as_text { DataType::Utf8 } else { arrow_type(f.ty) };
+            let is_text = matches!(
+                source.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            );
+            let as_text = is_text
+                || (!f.formats.is_empty()
+                    && matches!(f.ty, FieldType::Date | FieldType::Timestamp));
+            let target = if as_text {
+                DataType::Utf8
+            } else {
+                arrow_type(f.ty)
+            };
             let converted = cast(source, &target).map_err(|e| {
-                perr(&format!("field `{}`: cannot convert {} to {}: {e}", f.name, source.data_type(), f.ty))
+                perr(&format!(
+                    "field `{}`: cannot convert {} to {}: {e}",
+                    f.name,
+                    source.data_type(),
+                    f.ty
+                ))
             })?;
             columns.push(Some((converted, as_text)));
         }
@@ -563,7 +671,9 @@ fn read_parquet(table: &mut TableBuilder, file: File, path: &Path) -> Result<(),
                 .iter()
                 .zip(&columns)
                 .map(|(f, col)| {
-                    let Some((array, as_text)) = col else { return Ok(Value::Null) };
+                    let Some((array, as_text)) = col else {
+                        return Ok(Value::Null);
+                    };
                     if array.is_null(r) {
                         return Ok(Value::Null);
                     }
@@ -571,7 +681,9 @@ fn read_parquet(table: &mut TableBuilder, file: File, path: &Path) -> Result<(),
                         return parse_text(f.ty, &f.formats, array.as_string::<i32>().value(r));
                     }
                     Ok(match f.ty {
-                        FieldType::String | FieldType::Json => Value::Str(array.as_string::<i32>().value(r).to_string()),
+                        FieldType::String | FieldType::Json => {
+                            Value::Str(array.as_string::<i32>().value(r).to_string())
+                        }
                         FieldType::Int => Value::Int(array.as_primitive::<Int64Type>().value(r)),
                         FieldType::Float => {
                             let v = array.as_primitive::<Float64Type>().value(r);

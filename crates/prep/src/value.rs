@@ -27,7 +27,9 @@ pub fn parse_timestamp_micros(text: &str, formats: &[String]) -> Option<i64> {
         if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
             return Some(dt.timestamp_micros());
         }
-        return DEFAULT_TIMESTAMP_FORMATS.iter().find_map(|f| parse_with(text, f));
+        return DEFAULT_TIMESTAMP_FORMATS
+            .iter()
+            .find_map(|f| parse_with(text, f));
     }
     formats.iter().find_map(|f| parse_with(text, f))
 }
@@ -36,20 +38,26 @@ fn parse_with(text: &str, format: &str) -> Option<i64> {
     match format {
         "epoch_seconds" => return text.parse::<i64>().ok()?.checked_mul(1_000_000),
         "epoch_millis" => return text.parse::<i64>().ok()?.checked_mul(1_000),
-        "rfc3339" => return DateTime::parse_from_rfc3339(text).ok().map(|d| d.timestamp_micros()),
+        "rfc3339" => {
+            return DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|d| d.timestamp_micros());
+        }
         _ => {}
     }
     if format.contains("%z") || format.contains("%:z") || format.contains("%#z") {
-        return DateTime::parse_from_str(text, format).ok().map(|d| d.timestamp_micros());
+        return DateTime::parse_from_str(text, format)
+            .ok()
+            .map(|d| d.timestamp_micros());
     }
     if let Ok(dt) = NaiveDateTime::parse_from_str(text, format) {
         return Some(dt.and_utc().timestamp_micros());
     }
     // Trailing `Z` on an otherwise zone-less format means UTC.
-    if let Some(stripped) = text.strip_suffix('Z') {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(stripped, format) {
-            return Some(dt.and_utc().timestamp_micros());
-        }
+    if let Some(stripped) = text.strip_suffix('Z')
+        && let Ok(dt) = NaiveDateTime::parse_from_str(stripped, format)
+    {
+        return Some(dt.and_utc().timestamp_micros());
     }
     let date = NaiveDate::parse_from_str(text, format).ok()?;
     Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
@@ -105,17 +113,22 @@ pub(crate) fn parse_json(
         (_, J::String(s)) => parse_text(ty, formats, s),
         (FieldType::String, J::Number(n)) => Ok(Value::Str(n.to_string())),
         (FieldType::String, J::Bool(b)) => Ok(Value::Str(b.to_string())),
-        (FieldType::Int, J::Number(n)) => {
-            n.as_i64().map(Value::Int).ok_or_else(|| format!("cannot read `{n}` as an integer"))
-        }
-        (FieldType::Float, J::Number(n)) => {
-            n.as_f64().map(Value::Float).ok_or_else(|| format!("cannot read `{n}` as a number"))
-        }
+        (FieldType::Int, J::Number(n)) => n
+            .as_i64()
+            .map(Value::Int)
+            .ok_or_else(|| format!("cannot read `{n}` as an integer")),
+        (FieldType::Float, J::Number(n)) => n
+            .as_f64()
+            .map(Value::Float)
+            .ok_or_else(|| format!("cannot read `{n}` as a number")),
         (FieldType::Bool, J::Bool(b)) => Ok(Value::Bool(*b)),
         (FieldType::Date | FieldType::Timestamp, J::Number(n)) if !formats.is_empty() => {
             parse_text(ty, formats, &n.to_string())
         }
-        (ty, other) => Err(format!("cannot read {} as {ty}", truncate(&other.to_string()))),
+        (ty, other) => Err(format!(
+            "cannot read {} as {ty}",
+            truncate(&other.to_string())
+        )),
     }
 }
 
@@ -147,7 +160,10 @@ mod tests {
             Ok(v) => assert_eq!(got, Ok(v), "{text:?}"),
             Err(fragment) => {
                 let err = got.expect_err(text);
-                assert!(err.contains(fragment), "{err:?} should contain {fragment:?}");
+                assert!(
+                    err.contains(fragment),
+                    "{err:?} should contain {fragment:?}"
+                );
             }
         }
     }
@@ -164,7 +180,12 @@ mod tests {
         check(Bool, &[], "Yes", Ok(Value::Bool(true)));
         check(Bool, &[], "maybe", Err("true/false"));
         check(String, &[], "  Ann ", Ok(Value::Str("Ann".into())));
-        check(Date, &["%Y%m%d"], "19970101", Ok(Value::Micros(micros(1997, 1, 1, 0, 0, 0))));
+        check(
+            Date,
+            &["%Y%m%d"],
+            "19970101",
+            Ok(Value::Micros(micros(1997, 1, 1, 0, 0, 0))),
+        );
         check(Date, &["%Y%m%d"], "19971301", Err("in format %Y%m%d"));
         check(
             Date,
@@ -184,22 +205,41 @@ mod tests {
             "2026-03-04T07:06:07+02:00",
             Ok(Value::Micros(micros(2026, 3, 4, 5, 6, 7))),
         );
-        check(Timestamp, &[], "2026-03-04", Ok(Value::Micros(micros(2026, 3, 4, 0, 0, 0))));
-        check(Timestamp, &["epoch_seconds"], "86400", Ok(Value::Micros(86_400_000_000)));
+        check(
+            Timestamp,
+            &[],
+            "2026-03-04",
+            Ok(Value::Micros(micros(2026, 3, 4, 0, 0, 0))),
+        );
+        check(
+            Timestamp,
+            &["epoch_seconds"],
+            "86400",
+            Ok(Value::Micros(86_400_000_000)),
+        );
         check(Timestamp, &[], "yesterday", Err("ISO 8601"));
     }
 
     #[test]
     fn converts_json_values() {
         use serde_json::json;
-        assert_eq!(parse_json(FieldType::Float, &[], &json!(3)), Ok(Value::Float(3.0)));
-        assert_eq!(parse_json(FieldType::Float, &[], &json!("3.5")), Ok(Value::Float(3.5)));
-        assert_eq!(parse_json(FieldType::Int, &[], &json!(3.5)).is_err(), true);
+        assert_eq!(
+            parse_json(FieldType::Float, &[], &json!(3)),
+            Ok(Value::Float(3.0))
+        );
+        assert_eq!(
+            parse_json(FieldType::Float, &[], &json!("3.5")),
+            Ok(Value::Float(3.5))
+        );
+        assert!(parse_json(FieldType::Int, &[], &json!(3.5)).is_err());
         assert_eq!(
             parse_json(FieldType::Json, &[], &json!({"a": 1})),
             Ok(Value::Str("{\"a\":1}".into()))
         );
         assert!(parse_json(FieldType::String, &[], &json!([1])).is_err());
-        assert_eq!(parse_json(FieldType::String, &[], &json!(null)), Ok(Value::Null));
+        assert_eq!(
+            parse_json(FieldType::String, &[], &json!(null)),
+            Ok(Value::Null)
+        );
     }
 }

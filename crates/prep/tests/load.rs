@@ -1,5 +1,11 @@
 //! Loading real and deliberately broken files: counts, quarantine, and clear errors.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 use std::collections::{BTreeMap, HashSet};
@@ -9,19 +15,33 @@ use strata_core::EntityKind;
 use strata_prep::{ColumnRef, ColumnSpec, LoadError, SourceConfig, SourceFormat, load_source};
 
 fn cdnow(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/cdnow").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/cdnow")
+        .join(file)
 }
 
 fn col(name: &str) -> ColumnSpec {
-    ColumnSpec { column: ColumnRef::Name(name.into()), ty: None, formats: vec![] }
+    ColumnSpec {
+        column: ColumnRef::Name(name.into()),
+        ty: None,
+        formats: vec![],
+    }
 }
 
 fn col_fmt(name: &str, format: &str) -> ColumnSpec {
-    ColumnSpec { column: ColumnRef::Name(name.into()), ty: None, formats: vec![format.into()] }
+    ColumnSpec {
+        column: ColumnRef::Name(name.into()),
+        ty: None,
+        formats: vec![format.into()],
+    }
 }
 
 fn pos(p: usize) -> ColumnSpec {
-    ColumnSpec { column: ColumnRef::Position(p), ty: None, formats: vec![] }
+    ColumnSpec {
+        column: ColumnRef::Position(p),
+        ty: None,
+        formats: vec![],
+    }
 }
 
 fn cdnow_orders_config(path: PathBuf) -> SourceConfig {
@@ -37,28 +57,49 @@ fn cdnow_orders_config(path: PathBuf) -> SourceConfig {
 }
 
 fn distinct_customers(batch: &arrow::array::RecordBatch) -> usize {
-    let ids = batch.column_by_name("customer_id").unwrap().as_string::<i32>();
+    let ids = batch
+        .column_by_name("customer_id")
+        .unwrap()
+        .as_string::<i32>();
     ids.iter().flatten().collect::<HashSet<_>>().len()
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
-    std::fs::File::create(&path).unwrap().write_all(bytes).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
     path
 }
 
 #[test]
 fn cdnow_master_has_the_published_totals() {
-    let loaded = load_source(EntityKind::Orders, &cdnow_orders_config(cdnow("CDNOW_master.txt"))).unwrap();
+    let loaded = load_source(
+        EntityKind::Orders,
+        &cdnow_orders_config(cdnow("CDNOW_master.txt")),
+    )
+    .unwrap();
     assert_eq!(loaded.rows_read, 69_659);
     assert_eq!(loaded.batch.num_rows(), 69_659);
     assert!(loaded.quarantined.is_empty());
     assert_eq!(distinct_customers(&loaded.batch), 23_570);
-    let ts = loaded.batch.column_by_name("timestamp").unwrap().as_primitive::<TimestampMicrosecondType>();
-    let (min, max) = (arrow::compute::min(ts).unwrap(), arrow::compute::max(ts).unwrap());
+    let ts = loaded
+        .batch
+        .column_by_name("timestamp")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    let (min, max) = (
+        arrow::compute::min(ts).unwrap(),
+        arrow::compute::max(ts).unwrap(),
+    );
     let day = |s: &str| strata_prep::parse_timestamp_micros(s, &[]).unwrap();
     assert_eq!((min, max), (day("1997-01-01"), day("1998-06-30")));
-    let amount = loaded.batch.column_by_name("amount").unwrap().as_primitive::<Float64Type>();
+    let amount = loaded
+        .batch
+        .column_by_name("amount")
+        .unwrap()
+        .as_primitive::<Float64Type>();
     let total: f64 = amount.iter().flatten().sum();
     assert!((total - 2_500_315.63).abs() < 0.01, "total spend {total}");
 }
@@ -69,7 +110,13 @@ fn cdnow_sample_without_header_maps_by_position() {
     c.header = false;
     c.columns = BTreeMap::from([
         ("customer_id".to_string(), pos(1)),
-        ("timestamp".to_string(), ColumnSpec { formats: vec!["%Y%m%d".into()], ..pos(3) }),
+        (
+            "timestamp".to_string(),
+            ColumnSpec {
+                formats: vec!["%Y%m%d".into()],
+                ..pos(3)
+            },
+        ),
         ("quantity".to_string(), pos(4)),
         ("amount".to_string(), pos(5)),
     ]);
@@ -79,12 +126,19 @@ fn cdnow_sample_without_header_maps_by_position() {
     // Mapping by name in a file without a header is a config error, not a crash.
     c.columns.insert("amount".into(), col("dollar_value"));
     let err = load_source(EntityKind::Orders, &c).unwrap_err().to_string();
-    assert!(err.contains("no header") && err.contains("amount = 3"), "{err}");
+    assert!(
+        err.contains("no header") && err.contains("amount = 3"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_file_names_the_path() {
-    let err = load_source(EntityKind::Orders, &cdnow_orders_config("/nonexistent/orders.txt".into())).unwrap_err();
+    let err = load_source(
+        EntityKind::Orders,
+        &cdnow_orders_config("/nonexistent/orders.txt".into()),
+    )
+    .unwrap_err();
     assert!(matches!(err, LoadError::Io { .. }));
     assert!(err.to_string().contains("/nonexistent/orders.txt"), "{err}");
 }
@@ -92,11 +146,20 @@ fn missing_file_names_the_path() {
 #[test]
 fn wrong_column_name_lists_the_columns_found() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_file(dir.path(), "o.txt", b"customer_id date number_of_cds dollar_value\n1 19970101 1 9.99\n");
+    let path = write_file(
+        dir.path(),
+        "o.txt",
+        b"customer_id date number_of_cds dollar_value\n1 19970101 1 9.99\n",
+    );
     let mut c = cdnow_orders_config(path);
     c.columns.insert("amount".into(), col("dolar_value"));
     let err = load_source(EntityKind::Orders, &c).unwrap_err().to_string();
-    for fragment in ["o.txt", "`dolar_value`", "field `amount`", "customer_id, date, number_of_cds, dollar_value"] {
+    for fragment in [
+        "o.txt",
+        "`dolar_value`",
+        "field `amount`",
+        "customer_id, date, number_of_cds, dollar_value",
+    ] {
         assert!(err.contains(fragment), "{err:?} lacks {fragment:?}");
     }
 }
@@ -126,21 +189,42 @@ fn malformed_rows_are_quarantined_with_line_and_field() {
     let q: Vec<(u64, Option<&str>, &str)> = loaded
         .quarantined
         .iter()
-        .map(|q| (q.location.line, q.location.field.as_deref(), q.reason.as_str()))
+        .map(|q| {
+            (
+                q.location.line,
+                q.location.field.as_deref(),
+                q.reason.as_str(),
+            )
+        })
         .collect();
-    assert_eq!(q[0], (3, None, "expected 4 fields as in the header, found 3"));
+    assert_eq!(
+        q[0],
+        (3, None, "expected 4 fields as in the header, found 3")
+    );
     assert_eq!(q[1].0, 4);
     assert_eq!(q[1].1, Some("timestamp"));
-    assert!(q[1].2.contains("1997013X") && q[1].2.contains("%Y%m%d"), "{}", q[1].2);
+    assert!(
+        q[1].2.contains("1997013X") && q[1].2.contains("%Y%m%d"),
+        "{}",
+        q[1].2
+    );
     assert_eq!(q[2], (6, Some("amount"), "cannot read `N/A` as a number"));
     assert_eq!(loaded.quarantined[2].raw, "4 19970104 2 N/A");
-    assert!(loaded.quarantined[2].to_string().contains("orders.txt:6 field `amount`"));
+    assert!(
+        loaded.quarantined[2]
+            .to_string()
+            .contains("orders.txt:6 field `amount`")
+    );
 }
 
 #[test]
 fn empty_file_is_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, format) in [("e.txt", SourceFormat::Whitespace), ("e.csv", SourceFormat::Csv), ("e.jsonl", SourceFormat::Jsonl)] {
+    for (name, format) in [
+        ("e.txt", SourceFormat::Whitespace),
+        ("e.csv", SourceFormat::Csv),
+        ("e.jsonl", SourceFormat::Jsonl),
+    ] {
         let path = write_file(dir.path(), name, b"");
         let mut c = cdnow_orders_config(path);
         c.format = Some(format);
@@ -170,10 +254,18 @@ fn non_utf8_rows_are_quarantined_and_a_non_utf8_header_is_an_error() {
     let loaded = load_source(EntityKind::Orders, &c).unwrap();
     assert_eq!(loaded.batch.num_rows(), 1);
     assert_eq!(loaded.quarantined.len(), 1);
-    assert!(loaded.quarantined[0].reason.contains("UTF-8"), "{}", loaded.quarantined[0].reason);
+    assert!(
+        loaded.quarantined[0].reason.contains("UTF-8"),
+        "{}",
+        loaded.quarantined[0].reason
+    );
     assert_eq!(loaded.quarantined[0].location.line, 3);
 
-    let path = write_file(dir.path(), "binary.csv", b"\xff\xfe\x00c\x00u\x00s\x00t\n\x01\x02\n");
+    let path = write_file(
+        dir.path(),
+        "binary.csv",
+        b"\xff\xfe\x00c\x00u\x00s\x00t\n\x01\x02\n",
+    );
     let err = load_source(EntityKind::Orders, &SourceConfig { path, ..c }).unwrap_err();
     assert!(matches!(err, LoadError::HeaderEncoding { .. }), "{err}");
     assert!(err.to_string().contains("UTF-8"));
@@ -183,34 +275,62 @@ fn non_utf8_rows_are_quarantined_and_a_non_utf8_header_is_an_error() {
 fn segment_events_from_json_lines_with_default_mapping() {
     let dir = tempfile::tempdir().unwrap();
     let text = concat!(
-        r#"{"type":"track","event":"Order Completed","userId":"u1","messageId":"m1","timestamp":"2026-01-01T10:00:00Z","properties":{"revenue":12.5}}"#, "\n",
-        r#"{"type":"page","anonymousId":"a1","name":"Home","timestamp":"2026-01-01T10:00:00+01:00"}"#, "\n",
+        r#"{"type":"track","event":"Order Completed","userId":"u1","messageId":"m1","timestamp":"2026-01-01T10:00:00Z","properties":{"revenue":12.5}}"#,
+        "\n",
+        r#"{"type":"page","anonymousId":"a1","name":"Home","timestamp":"2026-01-01T10:00:00+01:00"}"#,
+        "\n",
         "{not json\n",
-        r#"{"type":"track","event":"x"}"#, "\n",
+        r#"{"type":"track","event":"x"}"#,
+        "\n",
         "[1,2]\n",
     );
     let path = write_file(dir.path(), "events.jsonl", text.as_bytes());
     let loaded = load_source(EntityKind::Events, &SourceConfig::new(path)).unwrap();
     assert_eq!(loaded.rows_read, 5);
     assert_eq!(loaded.batch.num_rows(), 2);
-    let reasons: Vec<&str> = loaded.quarantined.iter().map(|q| q.reason.as_str()).collect();
+    let reasons: Vec<&str> = loaded
+        .quarantined
+        .iter()
+        .map(|q| q.reason.as_str())
+        .collect();
     assert!(reasons[0].starts_with("invalid JSON"), "{reasons:?}");
-    assert_eq!(loaded.quarantined[1].location.field.as_deref(), Some("timestamp"));
+    assert_eq!(
+        loaded.quarantined[1].location.field.as_deref(),
+        Some("timestamp")
+    );
     assert_eq!(reasons[2], "expected a JSON object");
-    let props = loaded.batch.column_by_name("properties").unwrap().as_string::<i32>();
+    let props = loaded
+        .batch
+        .column_by_name("properties")
+        .unwrap()
+        .as_string::<i32>();
     assert_eq!(props.value(0), r#"{"revenue":12.5}"#);
     assert!(props.is_null(1));
-    let users = loaded.batch.column_by_name("user_id").unwrap().as_string::<i32>();
+    let users = loaded
+        .batch
+        .column_by_name("user_id")
+        .unwrap()
+        .as_string::<i32>();
     assert_eq!((users.value(0), users.is_null(1)), ("u1", true));
     // Extra fields by dotted path.
     let mut c = SourceConfig::new(dir.path().join("events.jsonl"));
     c.columns = BTreeMap::from([
         ("type".to_string(), col("type")),
         ("timestamp".to_string(), col("timestamp")),
-        ("revenue".to_string(), ColumnSpec { ty: Some(strata_core::FieldType::Float), ..col("properties.revenue") }),
+        (
+            "revenue".to_string(),
+            ColumnSpec {
+                ty: Some(strata_core::FieldType::Float),
+                ..col("properties.revenue")
+            },
+        ),
     ]);
     let loaded = load_source(EntityKind::Events, &c).unwrap();
-    let revenue = loaded.batch.column_by_name("revenue").unwrap().as_primitive::<Float64Type>();
+    let revenue = loaded
+        .batch
+        .column_by_name("revenue")
+        .unwrap()
+        .as_primitive::<Float64Type>();
     assert_eq!(revenue.value(0), 12.5);
 }
 
@@ -221,9 +341,22 @@ fn parquet_round_trip_with_mapping_and_quarantine() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("orders.parquet");
     let batch = RecordBatch::try_from_iter(vec![
-        ("cust", Arc::new(Int64Array::from(vec![Some(1), Some(2), None])) as ArrayRef),
-        ("day", Arc::new(StringArray::from(vec!["20260101", "2026-01-0X", "20260103"])) as ArrayRef),
-        ("value", Arc::new(Float64Array::from(vec![1.5, 2.5, 3.5])) as ArrayRef),
+        (
+            "cust",
+            Arc::new(Int64Array::from(vec![Some(1), Some(2), None])) as ArrayRef,
+        ),
+        (
+            "day",
+            Arc::new(StringArray::from(vec![
+                "20260101",
+                "2026-01-0X",
+                "20260103",
+            ])) as ArrayRef,
+        ),
+        (
+            "value",
+            Arc::new(Float64Array::from(vec![1.5, 2.5, 3.5])) as ArrayRef,
+        ),
     ])
     .unwrap();
     let file = std::fs::File::create(&path).unwrap();
@@ -237,9 +370,27 @@ fn parquet_round_trip_with_mapping_and_quarantine() {
         ("amount".to_string(), col("value")),
     ]);
     let loaded = load_source(EntityKind::Orders, &c).unwrap();
-    assert_eq!((loaded.rows_read, loaded.batch.num_rows(), loaded.quarantined.len()), (3, 1, 2));
-    assert_eq!(loaded.batch.column_by_name("customer_id").unwrap().as_string::<i32>().value(0), "1");
-    assert_eq!(loaded.quarantined[0].location.field.as_deref(), Some("timestamp"));
+    assert_eq!(
+        (
+            loaded.rows_read,
+            loaded.batch.num_rows(),
+            loaded.quarantined.len()
+        ),
+        (3, 1, 2)
+    );
+    assert_eq!(
+        loaded
+            .batch
+            .column_by_name("customer_id")
+            .unwrap()
+            .as_string::<i32>()
+            .value(0),
+        "1"
+    );
+    assert_eq!(
+        loaded.quarantined[0].location.field.as_deref(),
+        Some("timestamp")
+    );
     assert_eq!(loaded.quarantined[1].reason, "required value is missing");
     // Not a Parquet file at all.
     let bogus = write_file(dir.path(), "bogus.parquet", b"definitely not parquet");

@@ -91,7 +91,7 @@ fn count(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -111,21 +111,40 @@ fn number(v: f64) -> String {
 }
 
 fn plot(name: &'static str, r: Result<String, String>) -> Result<String, ReportError> {
-    r.map_err(|message| ReportError::Plot { plot: name, message })
+    r.map_err(|message| ReportError::Plot {
+        plot: name,
+        message,
+    })
 }
 
 /// Renders the whole report as one HTML document.
 pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
     let names: Vec<String> = input.profiles.iter().map(|p| p.name.clone()).collect();
-    let feature_names: Vec<String> =
-        input.profiles.first().map(|p| p.features.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
+    let feature_names: Vec<String> = input
+        .profiles
+        .first()
+        .map(|p| p.features.iter().map(|f| f.name.clone()).collect())
+        .unwrap_or_default();
 
-    let svg_sizes = plot("sizes", plots::sizes(&names, &input.profiles.iter().map(|p| p.size).collect::<Vec<_>>()))?;
+    let svg_sizes = plot(
+        "sizes",
+        plots::sizes(
+            &names,
+            &input.profiles.iter().map(|p| p.size).collect::<Vec<_>>(),
+        ),
+    )?;
     // Plot rows run bottom-up; reverse so the heatmap reads in the table's order.
-    let z: Vec<Vec<f64>> = input.profiles.iter().rev().map(|p| p.features.iter().map(|f| f.z).collect()).collect();
+    let z: Vec<Vec<f64>> = input
+        .profiles
+        .iter()
+        .rev()
+        .map(|p| p.features.iter().map(|f| f.z).collect())
+        .collect();
     let heat_rows: Vec<String> = names.iter().rev().cloned().collect();
-    let z_labels: Vec<Vec<String>> =
-        z.iter().map(|row| row.iter().map(|v| format!("{v:+.2}")).collect()).collect();
+    let z_labels: Vec<Vec<String>> = z
+        .iter()
+        .map(|row| row.iter().map(|v| format!("{v:+.2}")).collect())
+        .collect();
     let svg_heatmap = plot(
         "heatmap",
         plots::grid(&Grid {
@@ -139,19 +158,50 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
             diverging: true,
         }),
     )?;
-    let svg_scatter =
-        plot("projection", plots::scatter(&input.projection, &input.projection_labels, &names, input.explained))?;
+    let svg_scatter = plot(
+        "projection",
+        plots::scatter(
+            &input.projection,
+            &input.projection_labels,
+            &names,
+            input.explained,
+        ),
+    )?;
     let wcss: Vec<(usize, f64)> = input.candidates.iter().map(|c| (c.k, c.wcss)).collect();
-    let svg_elbow = plot("elbow", plots::line_over_k("Elbow: within-cluster sum of squares", "WCSS", &wcss, input.elbow_k.unwrap_or(input.chosen_k)))?;
-    let sil: Vec<(usize, f64)> =
-        input.candidates.iter().filter_map(|c| c.silhouette.map(|s| (c.k, s))).collect();
-    let svg_silhouette =
-        plot("silhouette", plots::line_over_k("Silhouette by k (higher is better)", "mean silhouette", &sil, input.chosen_k))?;
+    let svg_elbow = plot(
+        "elbow",
+        plots::line_over_k(
+            "Elbow: within-cluster sum of squares",
+            "WCSS",
+            &wcss,
+            input.elbow_k.unwrap_or(input.chosen_k),
+        ),
+    )?;
+    let sil: Vec<(usize, f64)> = input
+        .candidates
+        .iter()
+        .filter_map(|c| c.silhouette.map(|s| (c.k, s)))
+        .collect();
+    let svg_silhouette = plot(
+        "silhouette",
+        plots::line_over_k(
+            "Silhouette by k (higher is better)",
+            "mean silhouette",
+            &sil,
+            input.chosen_k,
+        ),
+    )?;
     let scores: Vec<String> = (1..=5).map(|s| s.to_string()).collect();
-    let rfm_values: Vec<Vec<f64>> =
-        input.rfm_grid.iter().map(|row| row.iter().map(|&c| c as f64).collect()).collect();
-    let rfm_labels: Vec<Vec<String>> =
-        input.rfm_grid.iter().map(|row| row.iter().map(|&c| count(c)).collect()).collect();
+    let rfm_values: Vec<Vec<f64>> = input
+        .rfm_grid
+        .iter()
+        .map(|row| row.iter().map(|&c| c as f64).collect())
+        .collect();
+    let rfm_labels: Vec<Vec<String>> = input
+        .rfm_grid
+        .iter()
+        .map(|row| row.iter().map(|&c| count(c)).collect())
+        .collect();
     let svg_rfm = plot(
         "rfm grid",
         plots::grid(&Grid {
@@ -178,7 +228,15 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
         sources: input
             .sources
             .iter()
-            .map(|s| (s.table.clone(), s.path.clone(), count(s.rows_read), count(s.rows_kept), count(s.quarantined)))
+            .map(|s| {
+                (
+                    s.table.clone(),
+                    s.path.clone(),
+                    count(s.rows_read),
+                    count(s.rows_kept),
+                    count(s.quarantined),
+                )
+            })
             .collect(),
         segment_rows: input
             .profiles
@@ -189,7 +247,11 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
                 name: p.name.clone(),
                 size: count(p.size as u64),
                 share: format!("{:.1}%", p.share * 100.0),
-                cells: p.features.iter().map(|f| format!("{} / {}", number(f.mean), number(f.median))).collect(),
+                cells: p
+                    .features
+                    .iter()
+                    .map(|f| format!("{} / {}", number(f.mean), number(f.median)))
+                    .collect(),
                 distinguishing: p.distinguishing.join("; "),
             })
             .collect(),
@@ -209,7 +271,13 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
         rfm_rows: input
             .rfm_segments
             .iter()
-            .map(|(n, c)| (n.clone(), count(*c), format!("{:.1}%", *c as f64 * 100.0 / total_rfm as f64)))
+            .map(|(n, c)| {
+                (
+                    n.clone(),
+                    count(*c),
+                    format!("{:.1}%", *c as f64 * 100.0 / total_rfm as f64),
+                )
+            })
             .collect(),
         svg_sizes,
         svg_heatmap,

@@ -35,7 +35,10 @@ fn slots(n: usize) -> std::ops::Range<i32> {
 
 type DrawResult = Result<(), Box<dyn Error>>;
 
-fn svg(size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult) -> Result<String, String> {
+fn svg(
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
+) -> Result<String, String> {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
@@ -47,7 +50,9 @@ fn svg(size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) 
 }
 
 fn range_with_margin(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
     if !lo.is_finite() || !hi.is_finite() {
         return (0.0, 1.0);
     }
@@ -56,10 +61,18 @@ fn range_with_margin(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// A line plot over k with the chosen k highlighted.
-pub(crate) fn line_over_k(title: &str, y_desc: &str, points: &[(usize, f64)], chosen: usize) -> Result<String, String> {
+pub(crate) fn line_over_k(
+    title: &str,
+    y_desc: &str,
+    points: &[(usize, f64)],
+    chosen: usize,
+) -> Result<String, String> {
     svg((560, 320), |root| {
         let (ylo, yhi) = range_with_margin(points.iter().map(|p| p.1));
-        let (kmin, kmax) = (points.first().map_or(1, |p| p.0), points.last().map_or(2, |p| p.0));
+        let (kmin, kmax) = (
+            points.first().map_or(1, |p| p.0),
+            points.last().map_or(2, |p| p.0),
+        );
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 17))
             .margin(12)
@@ -77,21 +90,36 @@ pub(crate) fn line_over_k(title: &str, y_desc: &str, points: &[(usize, f64)], ch
             .draw()?;
         let series: Vec<(f64, f64)> = points.iter().map(|&(k, v)| (k as f64, v)).collect();
         chart.draw_series(LineSeries::new(series.clone(), PALETTE[0].stroke_width(2)))?;
-        chart.draw_series(series.iter().map(|&p| Circle::new(p, 4, PALETTE[0].filled())))?;
         chart.draw_series(
-            series.iter().filter(|p| p.0 as usize == chosen).map(|&p| Circle::new(p, 8, PALETTE[3].stroke_width(3))),
+            series
+                .iter()
+                .map(|&p| Circle::new(p, 4, PALETTE[0].filled())),
+        )?;
+        chart.draw_series(
+            series
+                .iter()
+                .filter(|p| p.0 as usize == chosen)
+                .map(|&p| Circle::new(p, 8, PALETTE[3].stroke_width(3))),
         )?;
         Ok(())
     })
 }
 
 /// Scatter of the 2-D projection coloured by segment.
-pub(crate) fn scatter(points: &[[f64; 2]], labels: &[u32], names: &[String], explained: [f64; 2]) -> Result<String, String> {
+pub(crate) fn scatter(
+    points: &[[f64; 2]],
+    labels: &[u32],
+    names: &[String],
+    explained: [f64; 2],
+) -> Result<String, String> {
     svg((720, 480), |root| {
         let (xlo, xhi) = range_with_margin(points.iter().map(|p| p[0]));
         let (ylo, yhi) = range_with_margin(points.iter().map(|p| p[1]));
         let mut chart = ChartBuilder::on(root)
-            .caption("Customers in the first two principal components", ("sans-serif", 17))
+            .caption(
+                "Customers in the first two principal components",
+                ("sans-serif", 17),
+            )
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
@@ -128,7 +156,8 @@ pub(crate) fn scatter(points: &[[f64; 2]], labels: &[u32], names: &[String], exp
 
 fn diverging(z: f64) -> RGBColor {
     let t = (z / 2.0).clamp(-1.0, 1.0);
-    let mix = |a: u8, b: u8, t: f64| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u8;
+    let mix =
+        |a: u8, b: u8, t: f64| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u8;
     if t >= 0.0 {
         RGBColor(mix(247, 214, t), mix(247, 39, t), mix(247, 40, t))
     } else {
@@ -158,7 +187,12 @@ pub(crate) struct Grid<'a> {
 pub(crate) fn grid(g: &Grid<'_>) -> Result<String, String> {
     let (nc, nr) = (g.columns.len(), g.rows.len());
     let height = (110 + 46 * nr as u32).min(900);
-    let max = g.values.iter().flatten().fold(0.0_f64, |m, v| m.max(v.abs())).max(1e-12);
+    let max = g
+        .values
+        .iter()
+        .flatten()
+        .fold(0.0_f64, |m, v| m.max(v.abs()))
+        .max(1e-12);
     svg((760, height), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(g.title, ("sans-serif", 17))
@@ -181,16 +215,31 @@ pub(crate) fn grid(g: &Grid<'_>) -> Result<String, String> {
             .x_label_formatter(&|v| name(g.columns, v))
             .y_label_formatter(&|v| name(g.rows, v))
             .draw()?;
-        let text = ("sans-serif", 13).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+        let text = ("sans-serif", 13)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center));
         for (r, row) in g.values.iter().enumerate() {
             for (c, &v) in row.iter().enumerate() {
-                let color = if g.diverging { diverging(v) } else { sequential(v / max) };
+                let color = if g.diverging {
+                    diverging(v)
+                } else {
+                    sequential(v / max)
+                };
                 let (c0, r0) = (c as i32, r as i32);
                 chart.draw_series(std::iter::once(Rectangle::new(
-                    [(SegmentValue::Exact(c0), SegmentValue::Exact(r0)), (SegmentValue::Exact(c0 + 1), SegmentValue::Exact(r0 + 1))],
+                    [
+                        (SegmentValue::Exact(c0), SegmentValue::Exact(r0)),
+                        (SegmentValue::Exact(c0 + 1), SegmentValue::Exact(r0 + 1)),
+                    ],
                     color.filled(),
                 )))?;
-                let label = g.labels.get(r).and_then(|l| l.get(c)).cloned().unwrap_or_default();
+                let label = g
+                    .labels
+                    .get(r)
+                    .and_then(|l| l.get(c))
+                    .cloned()
+                    .unwrap_or_default();
                 chart.draw_series(std::iter::once(Text::new(
                     label,
                     (SegmentValue::CenterOf(c0), SegmentValue::CenterOf(r0)),
@@ -228,7 +277,10 @@ pub(crate) fn sizes(names: &[String], sizes: &[usize]) -> Result<String, String>
         for (i, &s) in sizes.iter().enumerate() {
             let i = i as i32;
             let mut bar = Rectangle::new(
-                [(0.0, SegmentValue::Exact(i)), (s as f64, SegmentValue::Exact(i + 1))],
+                [
+                    (0.0, SegmentValue::Exact(i)),
+                    (s as f64, SegmentValue::Exact(i + 1)),
+                ],
                 segment_color(i as usize).filled(),
             );
             bar.set_margin(6, 6, 0, 0);
@@ -236,7 +288,10 @@ pub(crate) fn sizes(names: &[String], sizes: &[usize]) -> Result<String, String>
             chart.draw_series(std::iter::once(Text::new(
                 format!(" {s}"),
                 (s as f64, SegmentValue::CenterOf(i)),
-                ("sans-serif", 13).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+                ("sans-serif", 13)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
             )))?;
         }
         Ok(())

@@ -117,7 +117,10 @@ impl Default for WorldConfig {
         Self {
             customers: 10_000,
             seed: 42,
-            end: Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).single().unwrap_or_default(),
+            end: Utc
+                .with_ymd_and_hms(2026, 7, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
             event_days: 21,
             duplicate_rate: 0.02,
             dirty_rate: 0.02,
@@ -143,6 +146,9 @@ struct ChunkOutput {
     summary: WorldSummary,
 }
 
+/// An order placed at the end of a web session: its id and amount.
+type Purchase = (String, f64);
+
 /// Writes `customers.csv`, `orders.csv`, `events.jsonl` and `truth.csv` into `out_dir`.
 /// `progress` is called with the number of customers written so far.
 pub fn generate_world(
@@ -152,7 +158,10 @@ pub fn generate_world(
 ) -> io::Result<WorldSummary> {
     std::fs::create_dir_all(out_dir)?;
     let open = |name: &str| -> io::Result<BufWriter<File>> {
-        Ok(BufWriter::with_capacity(1 << 20, File::create(out_dir.join(name))?))
+        Ok(BufWriter::with_capacity(
+            1 << 20,
+            File::create(out_dir.join(name))?,
+        ))
     };
     let mut customers = open("customers.csv")?;
     let mut orders = open("orders.csv")?;
@@ -162,14 +171,19 @@ pub fn generate_world(
         customers,
         "customer_id,first_name,last_name,email,phone,gender,age,country,city,signup_date"
     )?;
-    writeln!(orders, "order_id,customer_id,order_date,amount,quantity,currency")?;
+    writeln!(
+        orders,
+        "order_id,customer_id,order_date,amount,quantity,currency"
+    )?;
     writeln!(truth, "customer_id,segment,duplicate_of")?;
 
     let n_chunks = config.customers.div_ceil(CHUNK);
     let mut total = WorldSummary::default();
     for wave in (0..n_chunks).collect::<Vec<_>>().chunks(CHUNKS_PER_WAVE) {
-        let outputs: Vec<ChunkOutput> =
-            wave.par_iter().map(|&chunk| generate_chunk(config, chunk)).collect();
+        let outputs: Vec<ChunkOutput> = wave
+            .par_iter()
+            .map(|&chunk| generate_chunk(config, chunk))
+            .collect();
         for out in outputs {
             customers.write_all(out.customers.as_bytes())?;
             orders.write_all(out.orders.as_bytes())?;
@@ -266,14 +280,26 @@ fn generate_customer(
         rng.random_range(1..100),
         domain
     );
-    let phone = format!("+1{:03}{:07}", rng.random_range(200..999), rng.random_range(0..9_999_999));
+    let phone = format!(
+        "+1{:03}{:07}",
+        rng.random_range(200..999),
+        rng.random_range(0..9_999_999)
+    );
     let gender = if rng.random_bool(0.5) { "F" } else { "M" };
     let age: u32 = rng.random_range(18..80);
     let (country, cities) = *pick(rng, COUNTRIES);
     let city = *pick(rng, cities);
-    let signup_day = signup.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let signup_day = signup
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
     let dirty = config.dirty_rate;
-    let email_field = if rng.random_bool(dirty) { String::new() } else { email.clone() };
+    let email_field = if rng.random_bool(dirty) {
+        String::new()
+    } else {
+        email.clone()
+    };
     let age_field = match rng.random_range(0..1000) {
         x if (x as f64) < dirty * 1000.0 => String::new(),
         x if (x as f64) < dirty * 1100.0 => "unknown".to_string(),
@@ -294,7 +320,11 @@ fn generate_customer(
             1 => (first.to_string(), typo(rng, last)),
             _ => (last.to_string(), first.to_string()),
         };
-        let dup_email = if rng.random_bool(0.5) { email.to_uppercase() } else { String::new() };
+        let dup_email = if rng.random_bool(0.5) {
+            email.to_uppercase()
+        } else {
+            String::new()
+        };
         let date_field = format_date(rng, signup_day);
         let _ = writeln!(
             out.customers,
@@ -309,7 +339,9 @@ fn generate_customer(
         .map(|g| g.sample(rng))
         .unwrap_or(seg.purchase_rate);
     let customer_value = seg.order_value
-        * LogNormal::new(0.0, 0.25).map(|d| d.sample(rng)).unwrap_or(1.0);
+        * LogNormal::new(0.0, 0.25)
+            .map(|d| d.sample(rng))
+            .unwrap_or(1.0);
     let order_noise = LogNormal::new(0.0, 0.45).ok();
     let stop_at = match seg.churn_after_days {
         Some((lo, hi)) => signup + Duration::seconds((rng.random_range(lo..hi) * 86_400.0) as i64),
@@ -369,7 +401,11 @@ fn generate_customer(
         let ts = when.format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let mid = format!("m{index:07}-{seq:05}");
         seq += 1;
-        let user = if rng.random_bool(0.9) { format!("\"{id}\"") } else { "null".to_string() };
+        let user = if rng.random_bool(0.9) {
+            format!("\"{id}\"")
+        } else {
+            "null".to_string()
+        };
         let name_key = if kind == "track" { "event" } else { "name" };
         let _ = writeln!(
             out.events,
@@ -387,12 +423,20 @@ fn generate_customer(
         out.summary.events += 1;
     }
     let window_secs = i64::from(config.event_days) * 86_400;
-    let mut session_starts: Vec<(DateTime<Utc>, Option<(String, f64)>)> = (0..sessions)
-        .map(|_| (event_start + Duration::seconds(rng.random_range(0..window_secs)), None))
+    let mut session_starts: Vec<(DateTime<Utc>, Option<Purchase>)> = (0..sessions)
+        .map(|_| {
+            (
+                event_start + Duration::seconds(rng.random_range(0..window_secs)),
+                None,
+            )
+        })
         .collect();
     // Every purchase in the window happened in a session that ends in Order Completed.
     for (when, order_id, amount) in purchases_in_window {
-        session_starts.push((when - Duration::minutes(rng.random_range(3..40)), Some((order_id, amount))));
+        session_starts.push((
+            when - Duration::minutes(rng.random_range(3..40)),
+            Some((order_id, amount)),
+        ));
     }
     session_starts.sort_by_key(|s| s.0);
     for (start, purchase) in session_starts {
@@ -415,11 +459,19 @@ fn generate_customer(
         let buys = purchase.is_some();
         if buys || rng.random_bool(0.25) {
             when += step(rng);
-            let props = format!(r#"{{"product_id":"{last_product}","price":{last_price},"quantity":1}}"#);
+            let props =
+                format!(r#"{{"product_id":"{last_product}","price":{last_price},"quantity":1}}"#);
             emit(out, rng, when, "track", "Product Added", &props);
             if buys || rng.random_bool(0.4) {
                 when += step(rng);
-                emit(out, rng, when, "track", "Checkout Started", r#"{"currency":"USD"}"#);
+                emit(
+                    out,
+                    rng,
+                    when,
+                    "track",
+                    "Checkout Started",
+                    r#"{"currency":"USD"}"#,
+                );
             }
         }
         if let Some((order_id, amount)) = purchase {
@@ -441,8 +493,15 @@ mod tests {
 
     #[test]
     fn same_seed_same_world_different_seed_different_world() {
-        let config = WorldConfig { customers: 5000, ..WorldConfig::default() };
-        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let config = WorldConfig {
+            customers: 5000,
+            ..WorldConfig::default()
+        };
+        let dirs = [
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        ];
         let (a, b, c) = (dirs[0].path(), dirs[1].path(), dirs[2].path());
         let sa = generate_world(&config, a, &|_| {}).unwrap();
         let sb = generate_world(&config, b, &|_| {}).unwrap();
@@ -459,7 +518,9 @@ mod tests {
         // Every event line is valid JSON in Segment's shape.
         for line in read(a, "events.jsonl").lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            assert!(v["type"].is_string() && v["messageId"].is_string() && v["timestamp"].is_string());
+            assert!(
+                v["type"].is_string() && v["messageId"].is_string() && v["timestamp"].is_string()
+            );
         }
     }
 

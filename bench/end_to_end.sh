@@ -33,3 +33,10 @@ du -sh "$WORK/world"/*.csv "$WORK/world"/*.jsonl | sed 's/^/  /'
 echo -n "run on the generated world ($N customers): "
 measure "$BIN" run --config "$WORK/world/strata.toml"
 "$BIN" run --config "$WORK/world/strata.toml" | grep -E "silhouette|rows read"
+
+PY=$(../shared/bench/setup.sh 2>/dev/null | tail -1 || true)
+if [ -x "${PY:-}" ]; then
+  echo "scikit-learn, model selection only, on the quickstart's features (RAYON/OMP threads: ${OMP_NUM_THREADS:-all}):"
+  "$BIN" quickstart --out "$WORK/qs" >/dev/null 2>&1
+  "$PY" bench/quickstart_vs_sklearn.py "$WORK/qs"
+fi

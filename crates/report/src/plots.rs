@@ -270,18 +270,23 @@ pub(crate) fn sizes(names: &[String], sizes: &[usize]) -> Result<String, String>
             .x_desc("customers")
             .y_labels(n)
             .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+                // Rows run bottom-up; the first segment goes on top, as in the table.
+                SegmentValue::CenterOf(row) => usize::try_from(*row)
+                    .ok()
+                    .and_then(|r| n.saturating_sub(1).checked_sub(r))
+                    .and_then(|r| names.get(r).cloned())
+                    .unwrap_or_default(),
                 _ => String::new(),
             })
             .draw()?;
-        for (i, &s) in sizes.iter().enumerate() {
-            let i = i as i32;
+        for (segment, &s) in sizes.iter().enumerate() {
+            let i = n.saturating_sub(segment + 1) as i32;
             let mut bar = Rectangle::new(
                 [
                     (0.0, SegmentValue::Exact(i)),
                     (s as f64, SegmentValue::Exact(i + 1)),
                 ],
-                segment_color(i as usize).filled(),
+                segment_color(segment).filled(),
             );
             bar.set_margin(6, 6, 0, 0);
             chart.draw_series(std::iter::once(bar))?;

@@ -3,6 +3,7 @@
 
 use crate::config::{ColumnRef, SourceConfig, SourceFormat};
 use crate::error::LoadError;
+use crate::quality::{FieldTally, SourceQuality, column_quality};
 use crate::value::{Value, parse_json, parse_text};
 use arrow::array::{
     Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
@@ -25,6 +26,8 @@ pub struct LoadedSource {
     /// Data rows read (header and blank lines excluded) = batch rows + quarantined rows.
     pub rows_read: u64,
     pub quarantined: Vec<Quarantined>,
+    /// Completeness, validity and uniqueness of every mapped field.
+    pub quality: SourceQuality,
 }
 
 #[derive(Debug, Clone)]
@@ -195,11 +198,15 @@ struct TableBuilder {
     builders: Vec<ColumnBuilder>,
     rows_read: u64,
     quarantined: Vec<Quarantined>,
+    /// Per field: cells that held a value, and those of them that did not parse.
+    present: Vec<u64>,
+    invalid: Vec<u64>,
 }
 
 impl TableBuilder {
     fn new(kind: EntityKind, path: &Path, plan: Vec<FieldPlan>) -> Self {
         let builders = plan.iter().map(|f| ColumnBuilder::new(f.ty)).collect();
+        let plan_len = plan.len();
         Self {
             kind,
             file: path.display().to_string(),
@@ -207,6 +214,8 @@ impl TableBuilder {
             builders,
             rows_read: 0,
             quarantined: Vec::new(),
+            present: vec![0; plan_len],
+            invalid: vec![0; plan_len],
         }
     }
 
@@ -230,6 +239,16 @@ impl TableBuilder {
         raw: impl FnOnce() -> String,
     ) {
         self.rows_read += 1;
+        for (i, cell) in cells.iter().enumerate() {
+            match cell {
+                Err(_) => {
+                    self.present[i] += 1;
+                    self.invalid[i] += 1;
+                }
+                Ok(Value::Null) => {}
+                Ok(_) => self.present[i] += 1,
+            }
+        }
         for (plan, cell) in self.plan.iter().zip(cells.iter()) {
             let problem = match cell {
                 Err(reason) => Some(reason.clone()),
@@ -268,12 +287,40 @@ impl TableBuilder {
             table: self.kind.to_string(),
             message: e.to_string(),
         })?;
+        let columns = self
+            .plan
+            .iter()
+            .enumerate()
+            .filter_map(|(i, plan)| {
+                let column = plan.column.as_ref()?.to_string();
+                Some(column_quality(
+                    self.rows_read,
+                    FieldTally {
+                        field: &plan.name,
+                        column,
+                        ty: plan.ty,
+                        present: self.present[i],
+                        invalid: self.invalid[i],
+                        kept: batch.column(i),
+                    },
+                ))
+            })
+            .collect();
+        let quality = SourceQuality {
+            table: self.kind.to_string(),
+            file: self.file.clone(),
+            rows_read: self.rows_read,
+            rows_kept: batch.num_rows() as u64,
+            rows_quarantined: self.quarantined.len() as u64,
+            columns,
+        };
         Ok(LoadedSource {
             kind: self.kind,
             path: path.to_path_buf(),
             batch,
             rows_read: self.rows_read,
             quarantined: self.quarantined,
+            quality,
         })
     }
 }

@@ -215,6 +215,20 @@ fn malformed_rows_are_quarantined_with_line_and_field() {
             .to_string()
             .contains("orders.txt:6 field `amount`")
     );
+
+    // Quality, by hand: 5 rows read; line 3 (a field short) holds no usable cell.
+    let q = &loaded.quality;
+    assert_eq!((q.rows_read, q.rows_kept, q.rows_quarantined), (5, 2, 3));
+    let col = |f: &str| q.columns.iter().find(|c| c.field == f).unwrap();
+    let amount = col("amount");
+    assert_eq!((amount.present, amount.invalid), (4, 1)); // 9.99, 5.00, N/A, 12.50
+    assert_eq!(amount.completeness, Some(0.8));
+    assert_eq!(amount.validity, Some(0.75));
+    let ts = col("timestamp");
+    assert_eq!((ts.present, ts.invalid, ts.column.as_str()), (4, 1, "date"));
+    let id = col("customer_id");
+    assert_eq!((id.validity, id.distinct, id.uniqueness), (Some(1.0), 2, Some(1.0)));
+    assert!(q.columns.iter().all(|c| c.field != "order_id"), "unmapped fields are not profiled");
 }
 
 #[test]

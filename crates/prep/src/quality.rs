@@ -1,0 +1,100 @@
+//! Data-quality profile of a loaded source: for every mapped field, how complete, valid and
+//! unique its values are, next to the source's row accounting.
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::hash::Hash;
+use strata_core::FieldType;
+
+/// Quality of one mapped field.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnQuality {
+    pub field: String,
+    /// The source column it was read from (`#3` for a position).
+    pub column: String,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    /// Data rows whose cell held a value (valid or not).
+    pub present: u64,
+    /// Cells with a value that could not be read as the field's type.
+    pub invalid: u64,
+    /// Share of rows read with a value: `present / rows_read`.
+    pub completeness: Option<f64>,
+    /// Share of present values that parsed: `(present − invalid) / present`.
+    pub validity: Option<f64>,
+    /// Distinct values among the non-null values of the kept rows.
+    pub distinct: u64,
+    /// `distinct / non-null kept values`: 1.0 means every value is different.
+    pub uniqueness: Option<f64>,
+}
+
+/// Row accounting and per-field quality of one source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceQuality {
+    pub table: String,
+    pub file: String,
+    pub rows_read: u64,
+    pub rows_kept: u64,
+    pub rows_quarantined: u64,
+    pub columns: Vec<ColumnQuality>,
+}
+
+fn ratio(num: u64, den: u64) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
+}
+
+fn distinct_of<T: Eq + Hash>(values: impl Iterator<Item = Option<T>>) -> (u64, u64) {
+    let mut seen = HashSet::new();
+    let mut non_null = 0;
+    for v in values.flatten() {
+        non_null += 1;
+        seen.insert(v);
+    }
+    (non_null, seen.len() as u64)
+}
+
+/// (non-null values, distinct values) of a column as the loader builds it.
+fn distinct_count(array: &ArrayRef) -> (u64, u64) {
+    match array.data_type() {
+        DataType::Utf8 => distinct_of(array.as_string::<i32>().iter()),
+        DataType::Int64 => distinct_of(array.as_primitive::<Int64Type>().iter()),
+        // -0.0 and 0.0 are one value; every NaN was rejected at parse time.
+        DataType::Float64 => distinct_of(
+            array
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.map(|x| (x + 0.0).to_bits())),
+        ),
+        DataType::Boolean => distinct_of(array.as_boolean().iter()),
+        DataType::Timestamp(..) => {
+            distinct_of(array.as_primitive::<TimestampMicrosecondType>().iter())
+        }
+        _ => (0, 0),
+    }
+}
+
+pub(crate) struct FieldTally<'a> {
+    pub field: &'a str,
+    pub column: String,
+    pub ty: FieldType,
+    pub present: u64,
+    pub invalid: u64,
+    pub kept: &'a ArrayRef,
+}
+
+pub(crate) fn column_quality(rows_read: u64, tally: FieldTally<'_>) -> ColumnQuality {
+    let (non_null, distinct) = distinct_count(tally.kept);
+    ColumnQuality {
+        field: tally.field.to_string(),
+        column: tally.column,
+        ty: tally.ty,
+        present: tally.present,
+        invalid: tally.invalid,
+        completeness: ratio(tally.present, rows_read),
+        validity: ratio(tally.present - tally.invalid, tally.present),
+        distinct,
+        uniqueness: ratio(distinct, non_null),
+    }
+}

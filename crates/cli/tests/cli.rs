@@ -145,6 +145,10 @@ fn quickstart_prints_a_segment_table_and_the_report_renders_in_chromium() {
         dom_text.matches("<circle").count() > 1000,
         "the projection scatter has its points"
     );
+    assert!(
+        dom_text.contains("id=\"quality\"") && dom_text.contains("dollar_value"),
+        "the data quality table is rendered"
+    );
     let png = dir.path().join("report.png");
     let shot = headless(
         &chromium,

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_core::{EntityKind, Quarantined};
 use strata_ml::{SegmentationModel, Selection};
-use strata_report::{ReportInput, render_report};
+use strata_prep::SourceQuality;
+use strata_report::{QualityRow, ReportInput, render_report};
 
 pub(crate) struct Outputs<'a> {
     pub config: &'a Config,
@@ -23,6 +24,7 @@ pub(crate) struct Outputs<'a> {
     pub model: &'a SegmentationModel,
     pub selection: &'a Selection,
     pub quarantined: &'a [(EntityKind, &'a Quarantined)],
+    pub quality: Vec<&'a SourceQuality>,
     pub projection: Vec<[f64; 2]>,
     pub projection_labels: Vec<u32>,
     pub explained: [f64; 2],
@@ -195,6 +197,8 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
         "quarantine.csv",
         &csv_bytes(&quarantine_batch(o.quarantined)?)?,
     )?;
+    let quality = serde_json::to_string_pretty(&o.quality).map_err(internal)?;
+    put("quality.json", quality.as_bytes())?;
     let s = o.summary;
     let report = render_report(&ReportInput {
         title: s.title.clone(),
@@ -207,6 +211,21 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
             env!("CARGO_PKG_VERSION")
         ),
         sources: s.sources.clone(),
+        quality: o
+            .quality
+            .iter()
+            .flat_map(|src| {
+                src.columns.iter().map(|c| QualityRow {
+                    table: src.table.clone(),
+                    field: c.field.clone(),
+                    column: c.column.clone(),
+                    ty: c.ty.to_string(),
+                    completeness: c.completeness,
+                    validity: c.validity,
+                    uniqueness: c.uniqueness,
+                })
+            })
+            .collect(),
         customers: s.customers,
         candidates: &s.candidates,
         chosen_k: s.chosen_k,

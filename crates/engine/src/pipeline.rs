@@ -348,6 +348,7 @@ pub fn run(
         model: &model,
         selection: &selection,
         quarantined: &quarantined,
+        quality: loaded.iter().map(|s| &s.quality).collect(),
         projection,
         projection_labels,
         explained,

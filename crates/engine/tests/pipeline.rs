@@ -82,6 +82,43 @@ fn recovers_the_latent_segments_of_a_generated_world() {
         read_csv(&out.join("quarantine.csv")).len(),
         summary.quarantined
     );
+
+    // The quality profile sees the generator's injected defects.
+    let quality: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("quality.json")).unwrap()).unwrap();
+    let field = |table: &str, field: &str| -> serde_json::Value {
+        let source = quality
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["table"] == table)
+            .unwrap();
+        source["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["field"] == field)
+            .unwrap()
+            .clone()
+    };
+    let completeness = field("customers", "email")["completeness"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (0.95..1.0).contains(&completeness),
+        "missing emails: {completeness}"
+    );
+    let age = field("customers", "age");
+    assert!(
+        age["validity"].as_f64().unwrap() < 1.0,
+        "`unknown` ages are invalid"
+    );
+    assert_eq!(field("customers", "customer_id")["uniqueness"], 1.0);
+    let amount = field("orders", "amount");
+    assert!(
+        amount["invalid"].as_u64().unwrap() > 0,
+        "`N/A` amounts are counted"
+    );
 }
 
 #[test]
@@ -240,6 +277,7 @@ fn quickstart_config_runs_on_the_bundled_cdnow_data() {
         "segments.json",
         "model.json",
         "quarantine.csv",
+        "quality.json",
         "report.html",
     ] {
         assert!(

@@ -227,8 +227,14 @@ fn malformed_rows_are_quarantined_with_line_and_field() {
     let ts = col("timestamp");
     assert_eq!((ts.present, ts.invalid, ts.column.as_str()), (4, 1, "date"));
     let id = col("customer_id");
-    assert_eq!((id.validity, id.distinct, id.uniqueness), (Some(1.0), 2, Some(1.0)));
-    assert!(q.columns.iter().all(|c| c.field != "order_id"), "unmapped fields are not profiled");
+    assert_eq!(
+        (id.validity, id.distinct, id.uniqueness),
+        (Some(1.0), 2, Some(1.0))
+    );
+    assert!(
+        q.columns.iter().all(|c| c.field != "order_id"),
+        "unmapped fields are not profiled"
+    );
 }
 
 #[test]

@@ -23,6 +23,18 @@ pub struct SourceSummary {
     pub quarantined: u64,
 }
 
+/// Quality of one field of one source (shares in [0, 1]; `None` where undefined).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityRow {
+    pub table: String,
+    pub field: String,
+    pub column: String,
+    pub ty: String,
+    pub completeness: Option<f64>,
+    pub validity: Option<f64>,
+    pub uniqueness: Option<f64>,
+}
+
 /// Everything the report shows; built by the engine from a run.
 #[derive(Debug, Clone)]
 pub struct ReportInput<'a> {
@@ -30,6 +42,7 @@ pub struct ReportInput<'a> {
     /// One line about the run: as-of date, seed, config hash.
     pub run_note: String,
     pub sources: Vec<SourceSummary>,
+    pub quality: Vec<QualityRow>,
     pub customers: usize,
     pub candidates: &'a [KCandidate],
     pub chosen_k: usize,
@@ -55,6 +68,18 @@ struct SegmentRow {
     distinguishing: String,
 }
 
+struct QualityView {
+    table: String,
+    field: String,
+    column: String,
+    ty: String,
+    completeness: String,
+    validity: String,
+    uniqueness: String,
+    /// Completeness or validity below 95%.
+    flagged: bool,
+}
+
 struct CandidateRow {
     k: usize,
     wcss: String,
@@ -74,6 +99,7 @@ struct ReportPage<'a> {
     quarantined: String,
     reason: &'a str,
     sources: Vec<(String, String, String, String, String)>,
+    quality: Vec<QualityView>,
     feature_names: Vec<String>,
     segment_rows: Vec<SegmentRow>,
     candidate_rows: Vec<CandidateRow>,
@@ -236,6 +262,25 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
                     count(s.rows_kept),
                     count(s.quarantined),
                 )
+            })
+            .collect(),
+        quality: input
+            .quality
+            .iter()
+            .map(|q| {
+                let pct =
+                    |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1}%", v * 100.0));
+                QualityView {
+                    table: q.table.clone(),
+                    field: q.field.clone(),
+                    column: q.column.clone(),
+                    ty: q.ty.clone(),
+                    completeness: pct(q.completeness),
+                    validity: pct(q.validity),
+                    uniqueness: pct(q.uniqueness),
+                    flagged: q.completeness.is_some_and(|v| v < 0.95)
+                        || q.validity.is_some_and(|v| v < 0.95),
+                }
             })
             .collect(),
         segment_rows: input

@@ -8,4 +8,4 @@
 mod html;
 mod plots;
 
-pub use html::{ReportError, ReportInput, SourceSummary, render_report};
+pub use html::{QualityRow, ReportError, ReportInput, SourceSummary, render_report};

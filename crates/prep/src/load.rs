@@ -269,8 +269,8 @@ impl TableBuilder {
         {
             let mut value = std::mem::replace(cell, Ok(Value::Null)).unwrap_or(Value::Null);
             if self.kind == EntityKind::Orders && plan.name == "order_id" && value == Value::Null {
-                // Without an order id, a line is its own order: stable across re-reads.
-                value = Value::Str(format!("{}:{line}", self.file));
+                // Without an order id, each data row is its own order: stable across re-reads.
+                value = Value::Str(format!("{}#{}", self.file, self.rows_read));
             }
             builder.append(&value);
         }
@@ -497,8 +497,11 @@ fn read_delimited(
         resolve_positions(table, path, None)?
     };
     let delim = char::from(delimiter).to_string();
+    // The csv crate's line numbers drift on CRLF files and after blank lines, so quarantined
+    // rows carry their byte offset until `fix_line_numbers` turns offsets into lines.
+    let first_new = table.quarantined.len();
     while reader.read_byte_record(&mut record).map_err(io)? {
-        let line = record.position().map_or(0, csv::Position::line);
+        let offset = record.position().map_or(0, csv::Position::byte);
         let fields: Vec<&[u8]> = record.iter().collect();
         let raw = || {
             fields
@@ -514,11 +517,46 @@ fn read_delimited(
                 fields.len()
             );
             let raw = raw();
-            table.quarantine(line, None, reason, raw);
+            table.quarantine(offset, None, reason, raw);
             continue;
         }
         let mut cells = parse_row(table, &positions, &fields);
-        table.push_row(line, &mut cells, raw);
+        table.push_row(offset, &mut cells, raw);
+    }
+    fix_line_numbers(&mut table.quarantined[first_new..], path)
+}
+
+/// Replaces byte offsets (ascending) in `rows` by 1-based line numbers, reading the file once.
+fn fix_line_numbers(rows: &mut [Quarantined], path: &Path) -> Result<(), LoadError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let io = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
+    let (mut pos, mut newlines, mut next) = (0u64, 0u64, 0usize);
+    while next < rows.len() {
+        let buf = reader.fill_buf().map_err(io)?;
+        if buf.is_empty() {
+            break;
+        }
+        for &b in buf {
+            // A record never starts with a line break: an offset that lands on one (CRLF, blank
+            // lines) belongs to the first byte after it.
+            while next < rows.len() && pos >= rows[next].location.line && b != b'\r' && b != b'\n' {
+                rows[next].location.line = newlines + 1;
+                next += 1;
+            }
+            newlines += u64::from(b == b'\n');
+            pos += 1;
+        }
+        let used = buf.len();
+        reader.consume(used);
+    }
+    for row in &mut rows[next..] {
+        row.location.line = newlines + 1;
     }
     Ok(())
 }

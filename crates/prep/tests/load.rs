@@ -435,3 +435,19 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn csv_line_numbers_survive_crlf_blank_lines_and_quoted_newlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "customer_id,timestamp,amount\r\n\
+                1,2026-01-01,1.0\r\n\
+                \r\n\
+                2,2026-01-02,bad\r\n\
+                \"3\r\nwith a newline\",2026-01-03,2.0\r\n\
+                4,2026-01-04,worse\r\n";
+    let path = write_file(dir.path(), "crlf.csv", text.as_bytes());
+    let loaded = load_source(EntityKind::Orders, &SourceConfig::new(path)).unwrap();
+    let lines: Vec<u64> = loaded.quarantined.iter().map(|q| q.location.line).collect();
+    assert_eq!(lines, [4, 7], "{:?}", loaded.quarantined);
+    assert_eq!(loaded.batch.num_rows(), 2);
+}

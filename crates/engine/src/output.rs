@@ -42,7 +42,17 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(err)?;
+    let written = (|| {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        // Durable before it is visible under its real name.
+        file.sync_all()
+    })();
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(source));
+    }
     std::fs::rename(&tmp, path).map_err(err)
 }
 
@@ -176,15 +186,11 @@ fn segments_json(o: &Outputs<'_>) -> serde_json::Value {
 
 /// Writes every output; returns the paths written.
 pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, EngineError> {
-    std::fs::create_dir_all(dir).map_err(|source| EngineError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut files = Vec::new();
-    let mut put = |name: &str, bytes: &[u8]| -> Result<(), EngineError> {
-        let path = dir.join(name);
-        write_atomic(&path, bytes)?;
-        files.push(path);
+    // Everything is rendered in memory first, so a failure while rendering (a plot, the
+    // template) leaves the previous outputs untouched instead of a mix of old and new.
+    let mut rendered: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut put = |name: &'static str, bytes: &[u8]| -> Result<(), EngineError> {
+        rendered.push((name, bytes.to_vec()));
         Ok(())
     };
     let batch = assignments(o)?;
@@ -239,5 +245,15 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
         rfm_segments: o.rfm_segments.clone(),
     })?;
     put("report.html", report.as_bytes())?;
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for (name, bytes) in rendered {
+        let path = dir.join(name);
+        write_atomic(&path, &bytes)?;
+        files.push(path);
+    }
     Ok(files)
 }

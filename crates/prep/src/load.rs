@@ -694,6 +694,36 @@ fn read_jsonl(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), L
     })
 }
 
+/// Whether an Arrow cast from `source` into `ty` keeps every value exactly.
+fn lossless_cast(source: &DataType, ty: FieldType, formats: &[String]) -> bool {
+    use DataType as D;
+    match ty {
+        FieldType::String | FieldType::Json => {
+            !matches!(source, D::Utf8 | D::LargeUtf8 | D::Utf8View) && !matches!(source, D::Null)
+        }
+        FieldType::Int => matches!(
+            source,
+            D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32
+        ),
+        FieldType::Float => matches!(
+            source,
+            D::Float16
+                | D::Float32
+                | D::Float64
+                | D::Int8
+                | D::Int16
+                | D::Int32
+                | D::UInt8
+                | D::UInt16
+                | D::UInt32
+        ),
+        FieldType::Bool => matches!(source, D::Boolean),
+        FieldType::Date | FieldType::Timestamp => {
+            formats.is_empty() && matches!(source, D::Date32 | D::Date64 | D::Timestamp(..))
+        }
+    }
+}
+
 fn read_parquet(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), LoadError> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
@@ -727,13 +757,10 @@ fn read_parquet(table: &mut TableBuilder, file: File, path: &Path) -> Result<(),
             let Some(source) = batch.columns().get(i) else {
                 return Err(perr(&format!("no column at position {}", i + 1)));
             };
-            let is_text = matches!(
-                source.data_type(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            );
-            let as_text = is_text
-                || (!f.formats.is_empty()
-                    && matches!(f.ty, FieldType::Date | FieldType::Timestamp));
+            // Arrow casts only where they cannot lose or reinterpret a value; everything else
+            // is read as text by the same parser as CSV, so 2.7 → int or an epoch number →
+            // timestamp is a reported error, not a silent truncation or a 1970 date.
+            let as_text = !lossless_cast(source.data_type(), f.ty, &f.formats);
             let target = if as_text {
                 DataType::Utf8
             } else {

@@ -82,7 +82,11 @@ pub(crate) fn parse_text(ty: FieldType, formats: &[String], raw: &str) -> Result
         FieldType::String | FieldType::Json => Ok(Value::Str(text.to_string())),
         FieldType::Int => match text.parse::<i64>() {
             Ok(v) => Ok(Value::Int(v)),
-            Err(_) => fail("an integer"),
+            // "2.0" is the integer 2 (spreadsheets and Parquet floats write counts that way).
+            Err(_) => match text.parse::<f64>() {
+                Ok(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(Value::Int(v as i64)),
+                _ => fail("an integer"),
+            },
         },
         FieldType::Float => match text.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(Value::Float(v)),
@@ -173,6 +177,8 @@ mod tests {
         use FieldType::*;
         check(Int, &[], " 42 ", Ok(Value::Int(42)));
         check(Int, &[], "4.2", Err("as an integer"));
+        check(Int, &[], "4.0", Ok(Value::Int(4)));
+        check(Int, &[], "1e300", Err("as an integer"));
         check(Float, &[], "29.33", Ok(Value::Float(29.33)));
         check(Float, &[], "N/A", Err("cannot read `N/A` as a number"));
         check(Float, &[], "inf", Err("as a number"));

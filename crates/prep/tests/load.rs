@@ -451,3 +451,73 @@ fn csv_line_numbers_survive_crlf_blank_lines_and_quoted_newlines() {
     assert_eq!(lines, [4, 7], "{:?}", loaded.quarantined);
     assert_eq!(loaded.batch.num_rows(), 2);
 }
+
+#[test]
+fn parquet_values_are_never_silently_truncated_or_reinterpreted() {
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.parquet");
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "cust",
+            Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+        ),
+        (
+            "epoch",
+            Arc::new(Int64Array::from(vec![1_767_225_600, 1_767_312_000])) as ArrayRef,
+        ),
+        (
+            "value",
+            Arc::new(Float64Array::from(vec![1.5, 2.5])) as ArrayRef,
+        ),
+        (
+            "qty",
+            Arc::new(Float64Array::from(vec![2.0, 2.7])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let mut c = SourceConfig::new(&path);
+    c.columns = BTreeMap::from([
+        ("customer_id".to_string(), col("cust")),
+        ("timestamp".to_string(), col("epoch")),
+        ("amount".to_string(), col("value")),
+    ]);
+    // An integer is not silently taken as microseconds: without a format it is an error...
+    let loaded = load_source(EntityKind::Orders, &c).unwrap();
+    assert_eq!(loaded.batch.num_rows(), 0);
+    assert!(
+        loaded.quarantined[0].reason.contains("1767225600"),
+        "{}",
+        loaded.quarantined[0].reason
+    );
+    // ...and with `epoch_seconds` it is read as seconds.
+    c.columns
+        .insert("timestamp".into(), col_fmt("epoch", "epoch_seconds"));
+    c.columns.insert("quantity".into(), col("qty"));
+    let loaded = load_source(EntityKind::Orders, &c).unwrap();
+    assert_eq!(loaded.batch.num_rows(), 1, "{:?}", loaded.quarantined);
+    let ts = loaded
+        .batch
+        .column_by_name("timestamp")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(
+        ts.value(0),
+        strata_prep::parse_timestamp_micros("2026-01-01", &[]).unwrap()
+    );
+    // 2.7 is not truncated into the integer quantity.
+    assert_eq!(
+        loaded.quarantined[0].location.field.as_deref(),
+        Some("quantity")
+    );
+    assert!(
+        loaded.quarantined[0].reason.contains("2.7"),
+        "{}",
+        loaded.quarantined[0].reason
+    );
+}

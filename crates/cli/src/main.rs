@@ -214,6 +214,9 @@ fn generate(customers: usize, seed: u64, out: &Path, event_days: u32) -> Result<
     if customers == 0 {
         bail!("--customers must be at least 1");
     }
+    if !(1..=366).contains(&event_days) {
+        bail!("--event-days must be between 1 and 366, got {event_days}");
+    }
     let config = strata_testkit::WorldConfig {
         customers,
         seed,

@@ -204,6 +204,20 @@ fn generate_then_run_on_the_generated_world() {
     let zero = strata(&["generate", "--customers", "0", "--out", "w0"], dir.path());
     assert!(!zero.status.success());
     assert!(text(&zero.stderr).contains("--customers must be at least 1"));
+    let days = strata(
+        &[
+            "generate",
+            "--customers",
+            "5",
+            "--event-days",
+            "0",
+            "--out",
+            "w0",
+        ],
+        dir.path(),
+    );
+    assert!(!days.status.success());
+    assert!(text(&days.stderr).contains("--event-days must be between 1 and 366"));
 }
 
 #[test]

@@ -137,7 +137,9 @@ fn default_as_of(orders: &RecordBatch) -> Option<i64> {
         .column_by_name("timestamp")?
         .as_primitive_opt::<TimestampMicrosecondType>()?;
     let max = arrow::compute::max(ts)?;
-    Some((max.div_euclid(DAY_MICROS) + 1) * DAY_MICROS)
+    max.div_euclid(DAY_MICROS)
+        .checked_add(1)?
+        .checked_mul(DAY_MICROS)
 }
 
 fn format_micros(micros: i64) -> String {
@@ -192,7 +194,28 @@ fn feature_matrix(rfm: &RecordBatch, names: &[String]) -> Result<FeatureMatrix, 
 }
 
 /// Runs the whole pipeline described by `config`, writing into `out_dir`.
+/// All parallel work (SQL, k-means, metrics) uses `[run] threads` workers (0 = all cores).
 pub fn run(
+    config: &Config,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<RunSummary, EngineError> {
+    if config.run.threads == 0 {
+        return run_stages(config, out_dir, progress);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.run.threads)
+        .build()
+        .map_err(|e| {
+            EngineError::Model(format!(
+                "cannot start {} worker threads: {e}",
+                config.run.threads
+            ))
+        })?;
+    pool.install(|| run_stages(config, out_dir, progress))
+}
+
+fn run_stages(
     config: &Config,
     out_dir: &Path,
     progress: &dyn Progress,

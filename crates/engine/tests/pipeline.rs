@@ -127,7 +127,10 @@ fn same_seed_same_segments_and_the_saved_model_reassigns_them() {
     let config = generated_config(dir.path(), 3_000, 9);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     strata_engine::run(&config, &a, &NoProgress).unwrap();
-    strata_engine::run(&config, &b, &NoProgress).unwrap();
+    // The second run uses one worker thread: results must not depend on the thread count.
+    let mut one_thread = config;
+    one_thread.run.threads = 1;
+    strata_engine::run(&one_thread, &b, &NoProgress).unwrap();
     for file in [
         "assignments.csv",
         "segments.json",
@@ -160,6 +163,15 @@ fn same_seed_same_segments_and_the_saved_model_reassigns_them() {
         .map(|r| r["segment_id"].parse().unwrap())
         .collect();
     assert_eq!(reassigned, saved);
+
+    // A model whose parts disagree (hand-edited, truncated) is refused, not used.
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("model.json")).unwrap()).unwrap();
+    json["centroids"].as_array_mut().unwrap().pop();
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, json.to_string()).unwrap();
+    let err = SegmentationModel::load(&broken).unwrap_err().to_string();
+    assert!(err.contains("parts disagree"), "{err}");
 }
 
 #[test]

@@ -103,10 +103,31 @@ impl SegmentationModel {
                 supported: MODEL_FORMAT_VERSION,
             });
         }
-        serde_json::from_value(value).map_err(|e| ModelError::Format {
-            path: shown,
+        let model: Self = serde_json::from_value(value).map_err(|e| ModelError::Format {
+            path: shown.clone(),
             message: e.to_string(),
-        })
+        })?;
+        let d = model.features.len();
+        let s = &model.scaler;
+        if s.kinds.len() != d
+            || s.mean.len() != d
+            || s.std.len() != d
+            || model.centroids.len() != model.k * d
+            || model.segment_names.len() != model.k
+            || model.k == 0
+        {
+            return Err(ModelError::Format {
+                path: shown,
+                message: format!(
+                    "its parts disagree: {d} features, scaler for {}, k = {} with {} centre values and {} names",
+                    s.kinds.len(),
+                    model.k,
+                    model.centroids.len(),
+                    model.segment_names.len()
+                ),
+            });
+        }
+        Ok(model)
     }
 
     /// Assigns raw (unscaled) feature rows to segments.

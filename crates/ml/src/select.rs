@@ -139,14 +139,14 @@ pub fn select_k(
         Some(e) => format!("; the WCSS elbow is at k = {e}"),
         None => String::new(),
     };
+    let silhouette = chosen
+        .silhouette
+        .map_or("undefined: one non-empty segment".to_string(), |s| {
+            format!("{s:.3}")
+        });
     let reason = format!(
-        "k = {} has the highest silhouette ({:.3}) of k = {}..{}{}{}",
-        chosen.k,
-        score(chosen),
-        params.k_min,
-        k_max,
-        elbow,
-        note
+        "k = {} has the highest silhouette ({}) of k = {}..{}{}{}",
+        chosen.k, silhouette, params.k_min, k_max, elbow, note
     );
     Ok(Selection {
         chosen_k: chosen.k,

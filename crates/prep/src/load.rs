@@ -582,7 +582,11 @@ fn for_each_line(
             return Ok(());
         }
         line += 1;
-        let text = buf.trim_ascii_end();
+        let mut text = buf.trim_ascii_end();
+        if line == 1 {
+            // A UTF-8 byte-order mark is not part of the first field.
+            text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+        }
         if text.is_empty() {
             continue;
         }

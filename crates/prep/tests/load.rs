@@ -521,3 +521,42 @@ fn parquet_values_are_never_silently_truncated_or_reinterpreted() {
         loaded.quarantined[0].reason
     );
 }
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"\xef\xbb\xbf".to_vec();
+    bytes.extend_from_slice(br#"{"type":"track","event":"x","timestamp":"2026-01-01T00:00:00Z"}"#);
+    bytes.push(b'\n');
+    let path = write_file(dir.path(), "bom.jsonl", &bytes);
+    let loaded = load_source(EntityKind::Events, &SourceConfig::new(path)).unwrap();
+    assert_eq!(loaded.batch.num_rows(), 1, "{:?}", loaded.quarantined);
+
+    let path = write_file(
+        dir.path(),
+        "bom.txt",
+        b"\xef\xbb\xbf00001 19970101 1 9.99\n",
+    );
+    let mut c = SourceConfig::new(path);
+    c.header = false;
+    c.columns = BTreeMap::from([
+        ("customer_id".to_string(), pos(1)),
+        (
+            "timestamp".to_string(),
+            ColumnSpec {
+                formats: vec!["%Y%m%d".into()],
+                ..pos(2)
+            },
+        ),
+        ("amount".to_string(), pos(4)),
+    ]);
+    let loaded = load_source(EntityKind::Orders, &c).unwrap();
+    let id = loaded
+        .batch
+        .column_by_name("customer_id")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .to_string();
+    assert_eq!(id, "00001");
+}

@@ -16,8 +16,9 @@ pub enum LoadError {
     #[error("{}:1: the header line is not valid UTF-8 (is the file text, and in UTF-8?)", path.display())]
     HeaderEncoding { path: PathBuf },
     #[error(
-        "{}: column `{column}` (mapped to field `{field}` in [sources.{table}.columns]) is not in the file; columns found: {available}",
-        path.display()
+        "{}: column `{column}` ({}) is not in the file; columns found: {available}",
+        path.display(),
+        mapping_note(*defaulted, field, table)
     )]
     MissingColumn {
         path: PathBuf,
@@ -25,9 +26,21 @@ pub enum LoadError {
         field: String,
         column: String,
         available: String,
+        /// No mapping was written: the column name is the field's default.
+        defaulted: bool,
     },
     #[error("{}: invalid Parquet file: {message}", path.display())]
     Parquet { path: PathBuf, message: String },
     #[error("[sources.{table}]: {message}")]
     Config { table: String, message: String },
+}
+
+fn mapping_note(defaulted: bool, field: &str, table: &str) -> String {
+    if defaulted {
+        format!(
+            "the default column for field `{field}`, as [sources.{table}.columns] is not given; add it to map your own column names"
+        )
+    } else {
+        format!("mapped to field `{field}` in [sources.{table}.columns]")
+    }
 }

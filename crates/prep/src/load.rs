@@ -394,15 +394,23 @@ fn resolve_positions(
                         field: f.name.clone(),
                         column: name.clone(),
                         available: header.join(", "),
+                        defaulted: table.plan_is_default(),
                     }),
                 }
             }
             (Some(ColumnRef::Name(name)), None) => Err(LoadError::Config {
                 table: table.kind.to_string(),
-                message: format!(
-                    "field `{}` is mapped to column `{name}`, but the file has no header (header = false): map it by position, e.g. {} = 3",
-                    f.name, f.name
-                ),
+                message: if table.plan_is_default() {
+                    format!(
+                        "the file has no header (header = false), so its columns must be mapped by position under [sources.{}.columns], e.g. {} = 3",
+                        table.kind, f.name
+                    )
+                } else {
+                    format!(
+                        "field `{}` is mapped to column `{name}`, but the file has no header (header = false): map it by position, e.g. {} = 3",
+                        f.name, f.name
+                    )
+                },
             }),
         })
         .collect()

@@ -560,3 +560,24 @@ fn a_byte_order_mark_is_not_part_of_the_first_row() {
         .to_string();
     assert_eq!(id, "00001");
 }
+
+#[test]
+fn without_a_mapping_errors_say_the_column_name_was_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "o.csv", b"cust,when,value\n1,2026-01-01,2\n");
+    let err = load_source(EntityKind::Orders, &SourceConfig::new(&path))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the default column for field `customer_id`")
+            && err.contains("[sources.orders.columns] is not given"),
+        "{err}"
+    );
+    let mut c = SourceConfig::new(&path);
+    c.header = false;
+    let err = load_source(EntityKind::Orders, &c).unwrap_err().to_string();
+    assert!(
+        err.contains("must be mapped by position under [sources.orders.columns]"),
+        "{err}"
+    );
+}

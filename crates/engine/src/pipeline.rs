@@ -30,7 +30,7 @@ pub enum EngineError {
     #[error("invalid config {}: {message}", path.display())]
     ConfigInvalid { path: PathBuf, message: String },
     #[error(transparent)]
-    Load(#[from] LoadError),
+    Load(Box<LoadError>),
     #[error("{table} source {}: no usable rows ({quarantined} quarantined{})", path.display(), first.as_ref().map(|q| format!("; first: {q}")).unwrap_or_default())]
     NoRows {
         table: EntityKind,
@@ -61,6 +61,12 @@ impl EngineError {
     /// True for problems the user can fix (input, config, file system); false for bugs.
     pub fn is_user_error(&self) -> bool {
         !matches!(self, Self::Features(_) | Self::Model(_) | Self::Report(_))
+    }
+}
+
+impl From<LoadError> for EngineError {
+    fn from(e: LoadError) -> Self {
+        Self::Load(Box::new(e))
     }
 }
 

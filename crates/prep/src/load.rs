@@ -11,6 +11,7 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use rayon::prelude::*;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -289,7 +290,7 @@ impl TableBuilder {
         })?;
         let columns = self
             .plan
-            .iter()
+            .par_iter()
             .enumerate()
             .filter_map(|(i, plan)| {
                 let column = plan.column.as_ref()?.to_string();

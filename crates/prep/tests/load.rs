@@ -73,6 +73,13 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+fn write_parquet(path: &Path, batch: &arrow::array::RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
 #[test]
 fn cdnow_master_has_the_published_totals() {
     let loaded = load_source(
@@ -379,10 +386,7 @@ fn parquet_round_trip_with_mapping_and_quarantine() {
         ),
     ])
     .unwrap();
-    let file = std::fs::File::create(&path).unwrap();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_parquet(&path, &batch);
     let mut c = SourceConfig::new(&path);
     c.columns = BTreeMap::from([
         ("customer_id".to_string(), col("cust")),
@@ -477,10 +481,7 @@ fn parquet_values_are_never_silently_truncated_or_reinterpreted() {
         ),
     ])
     .unwrap();
-    let file = std::fs::File::create(&path).unwrap();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_parquet(&path, &batch);
     let mut c = SourceConfig::new(&path);
     c.columns = BTreeMap::from([
         ("customer_id".to_string(), col("cust")),

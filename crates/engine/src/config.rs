@@ -25,6 +25,9 @@ pub struct Config {
     /// SHA-256 of the config text, recorded with every run.
     #[serde(skip)]
     pub hash: String,
+    /// `[run] as_of` as µs since the epoch, parsed (and checked) once at load.
+    #[serde(skip)]
+    pub as_of_micros: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,7 +194,7 @@ impl Config {
         Ok(config)
     }
 
-    fn check(&self, origin: &Path) -> Result<(), EngineError> {
+    fn check(&mut self, origin: &Path) -> Result<(), EngineError> {
         let invalid = |message: String| EngineError::ConfigInvalid {
             path: origin.to_path_buf(),
             message,
@@ -229,12 +232,15 @@ impl Config {
                 "[segmentation] silhouette_sample must be at least 100".into(),
             ));
         }
-        if let Some(a) = &self.run.as_of
-            && strata_prep::parse_timestamp_micros(a, &[]).is_none()
-        {
-            return Err(invalid(format!(
-                "[run] as_of = \"{a}\" is not a date (use YYYY-MM-DD)"
-            )));
+        if let Some(a) = &self.run.as_of {
+            match strata_prep::parse_timestamp_micros(a, &[]) {
+                Some(micros) => self.as_of_micros = Some(micros),
+                None => {
+                    return Err(invalid(format!(
+                        "[run] as_of = \"{a}\" is not a date (use YYYY-MM-DD)"
+                    )));
+                }
+            }
         }
         Ok(())
     }

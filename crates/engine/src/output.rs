@@ -189,22 +189,19 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
     // Everything is rendered in memory first, so a failure while rendering (a plot, the
     // template) leaves the previous outputs untouched instead of a mix of old and new.
     let mut rendered: Vec<(&str, Vec<u8>)> = Vec::new();
-    let mut put = |name: &'static str, bytes: &[u8]| -> Result<(), EngineError> {
-        rendered.push((name, bytes.to_vec()));
-        Ok(())
-    };
+    let mut put = |name: &'static str, bytes: Vec<u8>| rendered.push((name, bytes));
     let batch = assignments(o)?;
-    put("assignments.parquet", &parquet_bytes(&batch)?)?;
-    put("assignments.csv", &csv_bytes(&batch)?)?;
+    put("assignments.parquet", parquet_bytes(&batch)?);
+    put("assignments.csv", csv_bytes(&batch)?);
     let segments = serde_json::to_string_pretty(&segments_json(o)).map_err(internal)?;
-    put("segments.json", segments.as_bytes())?;
-    put("model.json", o.model.to_json().as_bytes())?;
+    put("segments.json", segments.into_bytes());
+    put("model.json", o.model.to_json().into_bytes());
     put(
         "quarantine.csv",
-        &csv_bytes(&quarantine_batch(o.quarantined)?)?,
-    )?;
+        csv_bytes(&quarantine_batch(o.quarantined)?)?,
+    );
     let quality = serde_json::to_string_pretty(&o.quality).map_err(internal)?;
-    put("quality.json", quality.as_bytes())?;
+    put("quality.json", quality.into_bytes());
     let s = o.summary;
     let report = render_report(&ReportInput {
         title: s.title.clone(),
@@ -244,7 +241,7 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
         rfm_grid: o.rfm_grid,
         rfm_segments: o.rfm_segments.clone(),
     })?;
-    put("report.html", report.as_bytes())?;
+    put("report.html", report.into_bytes());
     std::fs::create_dir_all(dir).map_err(|source| EngineError::Write {
         path: dir.to_path_buf(),
         source,

@@ -246,13 +246,8 @@ fn run_stages(
         engine.register(source.kind.table_name(), source.batch.clone())?;
     }
     let orders = &loaded[0].batch;
-    let as_of = match &config.run.as_of {
-        Some(text) => strata_prep::parse_timestamp_micros(text, &[]).ok_or_else(|| {
-            EngineError::ConfigInvalid {
-                path: config.base_dir.clone(),
-                message: format!("[run] as_of = \"{text}\" is not a date"),
-            }
-        })?,
+    let as_of = match config.as_of_micros {
+        Some(micros) => micros,
         None => default_as_of(orders).unwrap_or(0),
     };
     let as_of_text = format_micros(as_of);

@@ -12,6 +12,6 @@ mod value;
 
 pub use config::{ColumnRef, ColumnSpec, SourceConfig, SourceFormat};
 pub use error::LoadError;
-pub use load::{LoadedSource, load_source, schema_for};
+pub use load::{LoadedSource, load_source};
 pub use quality::{ColumnQuality, SourceQuality};
 pub use value::parse_timestamp_micros;

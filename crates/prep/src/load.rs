@@ -53,11 +53,6 @@ fn arrow_type(ty: FieldType) -> DataType {
     }
 }
 
-/// The Arrow schema of a loaded table of `kind` with the given source mapping.
-pub fn schema_for(kind: EntityKind, config: &SourceConfig) -> Result<SchemaRef, LoadError> {
-    Ok(schema_of(&plan_fields(kind, config)?))
-}
-
 fn schema_of(plan: &[FieldPlan]) -> SchemaRef {
     Arc::new(Schema::new(
         plan.iter()
@@ -199,13 +194,16 @@ struct TableBuilder {
     builders: Vec<ColumnBuilder>,
     rows_read: u64,
     quarantined: Vec<Quarantined>,
+    /// No `columns` table was written: fields are read from columns of their own name, and
+    /// optional ones may simply be absent from the file.
+    default_mapping: bool,
     /// Per field: cells that held a value, and those of them that did not parse.
     present: Vec<u64>,
     invalid: Vec<u64>,
 }
 
 impl TableBuilder {
-    fn new(kind: EntityKind, path: &Path, plan: Vec<FieldPlan>) -> Self {
+    fn new(kind: EntityKind, path: &Path, plan: Vec<FieldPlan>, default_mapping: bool) -> Self {
         let builders = plan.iter().map(|f| ColumnBuilder::new(f.ty)).collect();
         let plan_len = plan.len();
         Self {
@@ -215,6 +213,7 @@ impl TableBuilder {
             builders,
             rows_read: 0,
             quarantined: Vec::new(),
+            default_mapping,
             present: vec![0; plan_len],
             invalid: vec![0; plan_len],
         }
@@ -350,7 +349,7 @@ pub fn load_source(kind: EntityKind, config: &SourceConfig) -> Result<LoadedSour
     if file.metadata().map_err(io)?.len() == 0 {
         return Err(LoadError::Empty { path: path.clone() });
     }
-    let mut table = TableBuilder::new(kind, path, plan);
+    let mut table = TableBuilder::new(kind, path, plan, config.columns.is_empty());
     match format {
         SourceFormat::Csv | SourceFormat::Tsv => {
             let delimiter = match (format, config.delimiter) {
@@ -388,20 +387,20 @@ fn resolve_positions(
             (Some(ColumnRef::Name(name)), Some(header)) => {
                 match header.iter().position(|h| h == name) {
                     Some(i) => Ok(Some(i)),
-                    None if !f.required && table.plan_is_default() => Ok(None),
+                    None if !f.required && table.default_mapping => Ok(None),
                     None => Err(LoadError::MissingColumn {
                         path: path.to_path_buf(),
                         table: table.kind.to_string(),
                         field: f.name.clone(),
                         column: name.clone(),
                         available: header.join(", "),
-                        defaulted: table.plan_is_default(),
+                        defaulted: table.default_mapping,
                     }),
                 }
             }
             (Some(ColumnRef::Name(name)), None) => Err(LoadError::Config {
                 table: table.kind.to_string(),
-                message: if table.plan_is_default() {
+                message: if table.default_mapping {
                     format!(
                         "the file has no header (header = false), so its columns must be mapped by position under [sources.{}.columns], e.g. {} = 3",
                         table.kind, f.name
@@ -415,17 +414,6 @@ fn resolve_positions(
             }),
         })
         .collect()
-}
-
-impl TableBuilder {
-    /// True when the mapping was derived from canonical names, not written by the user:
-    /// then optional canonical columns may simply be absent from the file.
-    fn plan_is_default(&self) -> bool {
-        self.plan.iter().all(|p| match &p.column {
-            Some(ColumnRef::Name(n)) => n == &p.name || default_event_column(&p.name) == n,
-            _ => false,
-        })
-    }
 }
 
 fn header_names(fields: &[&[u8]], path: &Path) -> Result<Vec<String>, LoadError> {

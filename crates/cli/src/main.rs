@@ -46,6 +46,17 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Only prepare the data: load the sources, apply the [prep] rules (validation,
+    /// normalization, deduplication, imputation, pseudonymization) and write the cleaned
+    /// tables as Parquet with quarantine.csv, quality.json and merges.jsonl.
+    Prep {
+        /// The pipeline config.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output directory (default: `prep` inside `[run] output`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Generate a realistic e-commerce world with known latent segments.
     Generate {
         /// Number of customers.
@@ -258,6 +269,49 @@ fn generate(customers: usize, seed: u64, out: &Path, event_days: u32) -> Result<
     Ok(())
 }
 
+fn prep_config(config: &Config, out: &Path) -> Result<()> {
+    let bars = Bars::new();
+    let summary = strata_engine::prep(config, out, &bars)?;
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "table",
+            "rows read",
+            "kept",
+            "quarantined",
+            "merged",
+            "clean",
+        ]);
+    for s in &summary.sources {
+        table.add_row(vec![
+            Cell::new(&s.table),
+            Cell::new(s.rows_read).set_alignment(CellAlignment::Right),
+            Cell::new(s.rows_kept).set_alignment(CellAlignment::Right),
+            Cell::new(s.quarantined).set_alignment(CellAlignment::Right),
+            Cell::new(s.merged).set_alignment(CellAlignment::Right),
+            Cell::new(s.clean).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    println!("{table}");
+    for (kind, d) in &summary.dedup {
+        println!(
+            "{kind}: {} pairs compared, {} matched, {} clusters, {} records merged ({:.1} s)",
+            d.pairs_compared, d.pairs_matched, d.clusters, d.records_merged, d.seconds
+        );
+    }
+    println!(
+        "Prepared in {:.1} s; wrote to {}:",
+        summary.seconds,
+        out.display()
+    );
+    for f in &summary.files {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result =
@@ -268,6 +322,14 @@ fn main() -> ExitCode {
                 .and_then(|c| {
                     let out = out.clone().unwrap_or_else(|| c.resolve(&c.run.output));
                     run_config(&c, &out)
+                }),
+            Command::Prep { config, out } => Config::load(config)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| {
+                    let out = out
+                        .clone()
+                        .unwrap_or_else(|| c.resolve(&c.run.output).join("prep"));
+                    prep_config(&c, &out)
                 }),
             Command::Generate {
                 customers,

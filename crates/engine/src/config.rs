@@ -5,9 +5,10 @@ use crate::pipeline::EngineError;
 use serde::Deserialize;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use strata_core::EntityKind;
 use strata_features::RFM_COLUMNS;
 use strata_ml::ScalerKind;
-use strata_prep::SourceConfig;
+use strata_prep::{PrepConfig, PrepPlan, SourceConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +20,12 @@ pub struct Config {
     pub features: FeaturesConfig,
     #[serde(default)]
     pub segmentation: SegmentationConfig,
+    /// Cleaning steps per table: normalization, validation, dedup, imputation, pseudonyms.
+    #[serde(default)]
+    pub prep: PrepConfig,
+    /// `[prep]` checked against the sources, with the HMAC key loaded.
+    #[serde(skip)]
+    pub prep_plan: PrepPlan,
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -191,6 +198,7 @@ impl Config {
         config.base_dir = base_dir.to_path_buf();
         config.hash = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
         config.check(origin)?;
+        config.compile_prep(text, origin)?;
         Ok(config)
     }
 
@@ -242,6 +250,38 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The sources by table name.
+    pub fn sources(&self) -> Vec<(EntityKind, &SourceConfig)> {
+        let mut out = vec![(EntityKind::Orders, &self.sources.orders)];
+        if let Some(c) = &self.sources.customers {
+            out.push((EntityKind::Customers, c));
+        }
+        if let Some(e) = &self.sources.events {
+            out.push((EntityKind::Events, e));
+        }
+        out
+    }
+
+    /// Checks `[prep]` against the sources' fields and loads the HMAC key; nothing is read
+    /// from the data files.
+    fn compile_prep(&mut self, text: &str, origin: &Path) -> Result<(), EngineError> {
+        let sources: strata_prep::Sources<'_> = self
+            .sources()
+            .into_iter()
+            .map(|(k, c)| (k.table_name(), (k, c)))
+            .collect();
+        let plan = self
+            .prep
+            .compile(&sources, text, &self.base_dir)
+            .map_err(|e| EngineError::ConfigInvalid {
+                path: origin.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        drop(sources);
+        self.prep_plan = plan;
         Ok(())
     }
 
@@ -325,6 +365,7 @@ email = "email"
 name = "last_name"
 signup_date = {{ column = "signup_date", formats = ["%Y-%m-%d", "%d/%m/%Y", "%Y%m%d"] }}
 first_name = "first_name"
+phone = "phone"
 gender = "gender"
 age = {{ column = "age", type = "int" }}
 country = "country"
@@ -332,6 +373,65 @@ city = "city"
 
 [sources.events]
 path = "events.jsonl"
+
+# --- data preparation: rules per field, deduplication, imputation -----------------------
+[prep.customers.fields.email]
+normalize = ["email"]            # trimmed, lower case
+format = "email"
+on_invalid = "null"              # an invalid email is dropped (and flagged), not the customer
+
+[prep.customers.fields.phone]
+normalize = ["phone"]            # E.164, national numbers read as US
+phone_region = "US"
+on_invalid = "null"
+
+[prep.customers.fields.first_name]
+normalize = ["collapse_spaces", "title"]
+
+[prep.customers.fields.name]
+normalize = ["collapse_spaces", "title"]
+
+[prep.customers.fields.gender]
+normalize = ["trim", "uppercase"]
+map = {{ F = "female", M = "male" }}
+allowed = ["female", "male"]
+on_invalid = "null"
+
+[prep.customers.fields.age]
+range = [18, 120]
+on_invalid = "null"              # "unknown" or 150 becomes missing, then imputed
+impute = "median"
+missing_indicator = true
+
+[prep.customers.dedup]
+exact = ["customer_id", "email"]
+# Only records that share one of these keys are compared: the phone; the Soundex codes of
+# both names (in either order) with the city or the signup date; or signup date, gender and age.
+blocking = [
+  ["phone"],
+  ["first_name+name:soundex", "city"],
+  ["first_name+name:soundex", "signup_date"],
+  ["signup_date", "gender", "age"],
+]
+compare = [
+  {{ fields = ["first_name", "name"], method = "jaro_winkler" }},   # either order
+  {{ fields = ["phone"], method = "exact" }},
+  {{ fields = ["email"], method = "exact" }},
+  {{ fields = ["gender"], method = "exact" }},
+  {{ fields = ["age"], method = "numeric", within = 1 }},
+  {{ fields = ["signup_date"], method = "date", within = 3 }},
+  {{ fields = ["city"], method = "exact" }},
+]
+threshold = 0.9                  # posterior match probability
+survivorship = {{ default = "most_complete", signup_date = "min" }}
+
+[prep.orders.currency]
+to = "USD"
+rates = {{ GBP = 1.25, EUR = 1.10, CAD = 0.75, JPY = 0.0068 }}
+
+[[prep.orders.checks]]
+rule = "timestamp >= customers.signup_date"
+on_invalid = "quarantine"
 
 {MODEL_SECTIONS}"#
     )

@@ -12,6 +12,6 @@ pub use config::{
     Config, FeaturesConfig, RunConfig, Scaling, SegmentationConfig, SourcesConfig,
     generated_world_config, quickstart_config,
 };
-pub use pipeline::{EngineError, NoProgress, Progress, RunSummary, run};
+pub use pipeline::{EngineError, NoProgress, PrepSummary, Progress, RunSummary, prep, run};
 pub use strata_ml::{SegmentProfile, SegmentationModel};
 pub use strata_report::SourceSummary;

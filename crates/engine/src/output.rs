@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_core::{EntityKind, Quarantined};
 use strata_ml::{SegmentationModel, Selection};
-use strata_prep::SourceQuality;
-use strata_report::{QualityRow, ReportInput, render_report};
+use strata_prep::{PreparedSource, SourceQuality};
+use strata_report::{DedupSummary, QualityRow, ReportInput, render_report};
 
 pub(crate) struct Outputs<'a> {
     pub config: &'a Config,
@@ -25,6 +25,7 @@ pub(crate) struct Outputs<'a> {
     pub selection: &'a Selection,
     pub quarantined: &'a [(EntityKind, &'a Quarantined)],
     pub quality: Vec<&'a SourceQuality>,
+    pub prepared: &'a [PreparedSource],
     pub projection: Vec<[f64; 2]>,
     pub projection_labels: Vec<u32>,
     pub explained: [f64; 2],
@@ -184,6 +185,176 @@ fn segments_json(o: &Outputs<'_>) -> serde_json::Value {
     })
 }
 
+pub(crate) fn quality_rows(quality: &[&SourceQuality]) -> Vec<QualityRow> {
+    quality
+        .iter()
+        .flat_map(|src| {
+            src.columns.iter().map(|c| QualityRow {
+                table: src.table.clone(),
+                field: c.field.clone(),
+                column: c.column.clone(),
+                ty: c.ty.to_string(),
+                completeness: c.completeness,
+                validity: c.validity,
+                uniqueness: c.uniqueness,
+                consistency: c.consistency,
+                normalized: c.normalized,
+                imputed: c.imputed,
+            })
+        })
+        .collect()
+}
+
+/// `quality.json`: per source the row accounting, per field the quality measures, and the
+/// deduplication figures.
+pub(crate) fn quality_json(prepared: &[PreparedSource]) -> Result<Vec<u8>, EngineError> {
+    let v: Vec<serde_json::Value> = prepared
+        .iter()
+        .map(|p| {
+            let mut q = serde_json::to_value(&p.quality).unwrap_or_default();
+            if let Some(obj) = q.as_object_mut() {
+                obj.insert(
+                    "dedup".into(),
+                    serde_json::to_value(&p.dedup).unwrap_or_default(),
+                );
+            }
+            q
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&v)
+        .map_err(internal)?
+        .into_bytes())
+}
+
+/// `merges.jsonl`: one line per merged cluster with the edges that joined it.
+pub(crate) fn merges_jsonl(prepared: &[PreparedSource]) -> Result<Vec<u8>, EngineError> {
+    let mut out = Vec::new();
+    for p in prepared {
+        for c in &p.merges {
+            let mut v = serde_json::to_value(c).map_err(internal)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("table".into(), json!(p.kind.to_string()));
+            }
+            serde_json::to_writer(&mut out, &v).map_err(internal)?;
+            out.push(b'\n');
+        }
+    }
+    Ok(out)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn triple(p: &[f64; 3]) -> String {
+    p.iter()
+        .map(|x| format!("{x:.4}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+pub(crate) fn dedup_summaries(prepared: &[PreparedSource]) -> Vec<DedupSummary> {
+    prepared
+        .iter()
+        .filter_map(|p| {
+            let d = p.dedup.as_ref()?;
+            let mut figures = format!(
+                "{} records: {} exact-key merges; {} blocks, {} pairs compared, {} matched at P(match) ≥ {}; {} clusters, {} records merged in {:.1} s.",
+                d.records, d.exact_edges, d.blocks, d.pairs_compared, d.pairs_matched, d.threshold, d.clusters, d.records_merged, d.seconds
+            );
+            if let Some(l) = d.lambda {
+                figures.push_str(&format!(
+                    " EM: match share among compared pairs {} after {} iterations{}.",
+                    pct(l),
+                    d.em_iterations,
+                    if d.em_converged { "" } else { " (not converged)" }
+                ));
+            }
+            if d.blocks_skipped > 0 {
+                figures.push_str(&format!(
+                    " {} blocks over the size limit ({} records) were not compared.",
+                    d.blocks_skipped, d.records_in_skipped_blocks
+                ));
+            }
+            let examples = p
+                .merges
+                .iter()
+                .take(5)
+                .map(|c| {
+                    let edges: Vec<String> = c
+                        .edges
+                        .iter()
+                        .map(|e| {
+                            let agreed: Vec<String> = e
+                                .evidence
+                                .iter()
+                                .filter(|f| matches!(f.level, strata_prep::Level::Exact | strata_prep::Level::Similar))
+                                .map(|f| format!("{} {:?}", f.comparison, f.level).to_lowercase())
+                                .collect();
+                            match e.probability {
+                                Some(pr) => format!("{} ~ {} (P = {:.4}; agree: {})", e.a_id, e.b_id, pr, agreed.join(", ")),
+                                None => format!("{} = {} ({})", e.a_id, e.b_id, e.rule),
+                            }
+                        })
+                        .collect();
+                    format!("{} ← {}: {}", c.survivor, c.merged.join(", "), edges.join("; "))
+                })
+                .collect();
+            Some(DedupSummary {
+                table: p.kind.to_string(),
+                figures,
+                parameters: d
+                    .parameters
+                    .iter()
+                    .map(|c| (c.comparison.clone(), triple(&c.m), triple(&c.u)))
+                    .collect(),
+                examples,
+            })
+        })
+        .collect()
+}
+
+/// Writes rendered outputs into `dir`, each atomically; returns the paths.
+fn write_files<N: AsRef<str>>(
+    dir: &Path,
+    rendered: Vec<(N, Vec<u8>)>,
+) -> Result<Vec<PathBuf>, EngineError> {
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for (name, bytes) in rendered {
+        let path = dir.join(name.as_ref());
+        write_atomic(&path, &bytes)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// Writes the outputs of `strata prep`: each cleaned table as Parquet, the quarantine, the
+/// quality profile and the merges.
+pub(crate) fn write_prep(
+    dir: &Path,
+    prepared: &[PreparedSource],
+) -> Result<Vec<PathBuf>, EngineError> {
+    let mut rendered: Vec<(String, Vec<u8>)> = Vec::new();
+    for p in prepared {
+        rendered.push((format!("{}.parquet", p.kind), parquet_bytes(&p.batch)?));
+    }
+    let quarantined: Vec<(EntityKind, &Quarantined)> = prepared
+        .iter()
+        .flat_map(|s| s.quarantined.iter().map(move |q| (s.kind, q)))
+        .collect();
+    rendered.push((
+        "quarantine.csv".into(),
+        csv_bytes(&quarantine_batch(&quarantined)?)?,
+    ));
+    rendered.push(("quality.json".into(), quality_json(prepared)?));
+    rendered.push(("merges.jsonl".into(), merges_jsonl(prepared)?));
+    write_files(dir, rendered)
+}
+
 /// Writes every output; returns the paths written.
 pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, EngineError> {
     // Everything is rendered in memory first, so a failure while rendering (a plot, the
@@ -200,8 +371,8 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
         "quarantine.csv",
         csv_bytes(&quarantine_batch(o.quarantined)?)?,
     );
-    let quality = serde_json::to_string_pretty(&o.quality).map_err(internal)?;
-    put("quality.json", quality.into_bytes());
+    put("quality.json", quality_json(o.prepared)?);
+    put("merges.jsonl", merges_jsonl(o.prepared)?);
     let s = o.summary;
     let report = render_report(&ReportInput {
         title: s.title.clone(),
@@ -214,21 +385,8 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
             env!("CARGO_PKG_VERSION")
         ),
         sources: s.sources.clone(),
-        quality: o
-            .quality
-            .iter()
-            .flat_map(|src| {
-                src.columns.iter().map(|c| QualityRow {
-                    table: src.table.clone(),
-                    field: c.field.clone(),
-                    column: c.column.clone(),
-                    ty: c.ty.to_string(),
-                    completeness: c.completeness,
-                    validity: c.validity,
-                    uniqueness: c.uniqueness,
-                })
-            })
-            .collect(),
+        quality: quality_rows(&o.quality),
+        dedup: dedup_summaries(o.prepared),
         customers: s.customers,
         candidates: &s.candidates,
         chosen_k: s.chosen_k,
@@ -242,15 +400,5 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
         rfm_segments: o.rfm_segments.clone(),
     })?;
     put("report.html", report.into_bytes());
-    std::fs::create_dir_all(dir).map_err(|source| EngineError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut files = Vec::new();
-    for (name, bytes) in rendered {
-        let path = dir.join(name);
-        write_atomic(&path, &bytes)?;
-        files.push(path);
-    }
-    Ok(files)
+    write_files(dir, rendered)
 }

@@ -12,7 +12,7 @@ use strata_ml::{
     KCandidate, Pca, PcaError, ScaleError, Scaler, SegmentProfile, SegmentationModel,
     SelectionParams, profile_segments, select_k,
 };
-use strata_prep::{LoadError, LoadedSource, SourceConfig, load_source};
+use strata_prep::{LoadError, LoadedSource, PreparedSource, SourceConfig, load_source, prepare};
 use strata_report::{ReportError, SourceSummary};
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -124,17 +124,36 @@ fn load(
     progress.start(&format!("loading {kind}"), 1);
     let mut resolved = source.clone();
     resolved.path = config.resolve(&source.path);
+    resolved.null_invalid = config.prep_plan.table(kind).null_invalid_fields();
     let loaded = load_source(kind, &resolved)?;
     progress.finish();
-    if loaded.batch.num_rows() == 0 {
-        return Err(EngineError::NoRows {
-            table: kind,
-            path: resolved.path,
-            quarantined: loaded.quarantined.len(),
-            first: loaded.quarantined.first().cloned().map(Box::new),
-        });
-    }
     Ok(loaded)
+}
+
+/// Loads every source and runs the `[prep]` steps; the result is in config order (orders
+/// first). A source left with no usable rows is an error.
+pub(crate) fn load_and_prepare(
+    config: &Config,
+    progress: &dyn Progress,
+) -> Result<Vec<PreparedSource>, EngineError> {
+    let mut loaded = Vec::new();
+    for (kind, source) in config.sources() {
+        loaded.push(load(kind, source, config, progress)?);
+    }
+    progress.start("preparing data (rules, dedup, imputation)", 1);
+    let prepared = prepare(loaded, &config.prep_plan)?.sources;
+    progress.finish();
+    for p in &prepared {
+        if p.batch.num_rows() == 0 {
+            return Err(EngineError::NoRows {
+                table: p.kind,
+                path: p.path.clone(),
+                quarantined: p.quarantined.len(),
+                first: p.quarantined.first().cloned().map(Box::new),
+            });
+        }
+    }
+    Ok(prepared)
 }
 
 /// Midnight UTC after the latest order.
@@ -199,6 +218,72 @@ fn feature_matrix(rfm: &RecordBatch, names: &[String]) -> Result<FeatureMatrix, 
     Ok(FeatureMatrix::new(ids, names.to_vec(), data)?)
 }
 
+/// What `strata prep` produced.
+#[derive(Debug, Clone)]
+pub struct PrepSummary {
+    pub sources: Vec<SourceSummary>,
+    /// Deduplication figures per table that was deduplicated.
+    pub dedup: Vec<(EntityKind, strata_prep::DedupReport)>,
+    pub files: Vec<PathBuf>,
+    pub seconds: f64,
+}
+
+fn summaries(prepared: &[PreparedSource]) -> Vec<SourceSummary> {
+    prepared
+        .iter()
+        .map(|s| SourceSummary {
+            table: s.kind.to_string(),
+            path: s.path.display().to_string(),
+            rows_read: s.rows_read,
+            rows_kept: s.batch.num_rows() as u64,
+            quarantined: s.quarantined.len() as u64,
+            merged: s.rows_merged,
+            clean: s.quality.rows_clean,
+        })
+        .collect()
+}
+
+/// Runs only the preparation stage: loads the sources, applies `[prep]`, and writes the
+/// cleaned tables (`<table>.parquet`), `quarantine.csv`, `quality.json` and `merges.jsonl`.
+pub fn prep(
+    config: &Config,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<PrepSummary, EngineError> {
+    let started = Instant::now();
+    let work = || -> Result<PrepSummary, EngineError> {
+        let prepared = load_and_prepare(config, progress)?;
+        progress.start("writing prepared tables", 1);
+        let files = output::write_prep(out_dir, &prepared)?;
+        progress.finish();
+        Ok(PrepSummary {
+            sources: summaries(&prepared),
+            dedup: prepared
+                .iter()
+                .filter_map(|p| p.dedup.clone().map(|d| (p.kind, d)))
+                .collect(),
+            files,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    };
+    with_threads(config.run.threads, work)
+}
+
+/// Runs `work` on a pool of `threads` workers (0 = rayon's global pool, all cores).
+fn with_threads<T: Send>(
+    threads: usize,
+    work: impl FnOnce() -> Result<T, EngineError> + Send,
+) -> Result<T, EngineError> {
+    if threads == 0 {
+        return work();
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| EngineError::Model(format!("cannot start {threads} worker threads: {e}")))?;
+    pool.install(work)
+}
+
 /// Runs the whole pipeline described by `config`, writing into `out_dir`.
 /// All parallel work (SQL, k-means, metrics) uses `[run] threads` workers (0 = all cores).
 pub fn run(
@@ -206,19 +291,7 @@ pub fn run(
     out_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<RunSummary, EngineError> {
-    if config.run.threads == 0 {
-        return run_stages(config, out_dir, progress);
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.run.threads)
-        .build()
-        .map_err(|e| {
-            EngineError::Model(format!(
-                "cannot start {} worker threads: {e}",
-                config.run.threads
-            ))
-        })?;
-    pool.install(|| run_stages(config, out_dir, progress))
+    with_threads(config.run.threads, || run_stages(config, out_dir, progress))
 }
 
 fn run_stages(
@@ -227,18 +300,7 @@ fn run_stages(
     progress: &dyn Progress,
 ) -> Result<RunSummary, EngineError> {
     let started = Instant::now();
-    let mut loaded = vec![load(
-        EntityKind::Orders,
-        &config.sources.orders,
-        config,
-        progress,
-    )?];
-    if let Some(c) = &config.sources.customers {
-        loaded.push(load(EntityKind::Customers, c, config, progress)?);
-    }
-    if let Some(e) = &config.sources.events {
-        loaded.push(load(EntityKind::Events, e, config, progress)?);
-    }
+    let loaded = load_and_prepare(config, progress)?;
 
     progress.start("computing RFM features", 1);
     let engine = FeatureEngine::new(config.run.threads)?;
@@ -334,16 +396,7 @@ fn run_stages(
         config.run.seed,
         raw.n_rows(),
     );
-    let sources: Vec<SourceSummary> = loaded
-        .iter()
-        .map(|s| SourceSummary {
-            table: s.kind.to_string(),
-            path: s.path.display().to_string(),
-            rows_read: s.rows_read,
-            rows_kept: s.batch.num_rows() as u64,
-            quarantined: s.quarantined.len() as u64,
-        })
-        .collect();
+    let sources = summaries(&loaded);
     let quarantined: Vec<(EntityKind, &Quarantined)> = loaded
         .iter()
         .flat_map(|s| s.quarantined.iter().map(move |q| (s.kind, q)))
@@ -373,6 +426,7 @@ fn run_stages(
         selection: &selection,
         quarantined: &quarantined,
         quality: loaded.iter().map(|s| &s.quality).collect(),
+        prepared: &loaded,
         projection,
         projection_labels,
         explained,

@@ -73,10 +73,21 @@ fn recovers_the_latent_segments_of_a_generated_world() {
     assert_eq!(names.len(), true_k);
     let share: f64 = summary.segments.iter().map(|s| s.share).sum();
     assert!((share - 1.0).abs() < 1e-9);
-    // Dirty rows of the generated world were quarantined, not lost.
+    // Dirty rows of the generated world were quarantined or merged, not lost.
     for s in &summary.sources {
-        assert_eq!(s.rows_read, s.rows_kept + s.quarantined, "{}", s.table);
+        assert_eq!(
+            s.rows_read,
+            s.rows_kept + s.quarantined + s.merged,
+            "{}",
+            s.table
+        );
     }
+    assert!(
+        summary
+            .sources
+            .iter()
+            .any(|s| s.table == "customers" && s.merged > 300)
+    );
     assert!(summary.quarantined > 0);
     assert_eq!(
         read_csv(&out.join("quarantine.csv")).len(),
@@ -311,6 +322,20 @@ fn quickstart_config_runs_on_the_bundled_cdnow_data() {
             .len()
             == 7
     );
+    // The quality section: row accounting and per-field measures.
+    let report = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    for needle in [
+        "Data quality",
+        "consistency",
+        "read = kept + quarantined + merged",
+    ] {
+        assert!(report.contains(needle), "report lacks {needle}");
+    }
+    let quality: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("quality.json")).unwrap()).unwrap();
+    assert_eq!(quality[0]["rows_read"], 69_659);
+    assert_eq!(quality[0]["rows_merged"], 0);
+    assert!(quality[0]["columns"][0]["consistency"].as_f64().is_some());
 }
 
 #[test]

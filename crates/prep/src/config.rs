@@ -1,6 +1,7 @@
 //! The declarative description of one source file: where it is, how it is encoded, and which
 //! of its columns feed which fields of the canonical schema.
 
+use crate::value::{DateOrder, DateRule};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,20 @@ pub struct ColumnSpec {
     /// chrono formats tried in order for dates and timestamps (`epoch_seconds` and
     /// `epoch_millis` are accepted too).
     pub formats: Vec<String>,
+    /// How day/month dates are read when `formats` is empty.
+    pub date_order: DateOrder,
+    /// The zone of date-times written without a UTC offset (UTC when unset).
+    pub timezone: Option<chrono_tz::Tz>,
+}
+
+impl ColumnSpec {
+    pub(crate) fn date_rule(&self) -> DateRule {
+        DateRule {
+            formats: self.formats.clone(),
+            order: self.date_order,
+            timezone: self.timezone,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +93,9 @@ struct RawColumnTable {
     format: Option<String>,
     #[serde(default)]
     formats: Vec<String>,
+    #[serde(default)]
+    date_order: DateOrder,
+    timezone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,26 +114,41 @@ impl From<RawColumnRef> for ColumnRef {
     }
 }
 
+impl ColumnSpec {
+    /// A column read with the defaults.
+    pub fn plain(column: ColumnRef) -> Self {
+        Self {
+            column,
+            ty: None,
+            formats: vec![],
+            date_order: DateOrder::default(),
+            timezone: None,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for ColumnSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(match RawColumnSpec::deserialize(d)? {
-            RawColumnSpec::Name(n) => Self {
-                column: ColumnRef::Name(n),
-                ty: None,
-                formats: vec![],
-            },
-            RawColumnSpec::Position(p) => Self {
-                column: ColumnRef::Position(p),
-                ty: None,
-                formats: vec![],
-            },
+            RawColumnSpec::Name(n) => Self::plain(ColumnRef::Name(n)),
+            RawColumnSpec::Position(p) => Self::plain(ColumnRef::Position(p)),
             RawColumnSpec::Table(t) => {
                 let mut formats: Vec<String> = t.format.into_iter().collect();
                 formats.extend(t.formats);
+                let timezone = match t.timezone {
+                    None => None,
+                    Some(name) => Some(name.parse::<chrono_tz::Tz>().map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "unknown time zone `{name}`: use an IANA name such as \"Europe/Berlin\" or \"America/New_York\""
+                        ))
+                    })?),
+                };
                 Self {
                     column: t.column.into(),
                     ty: t.ty,
                     formats,
+                    date_order: t.date_order,
+                    timezone,
                 }
             }
         })
@@ -138,6 +171,10 @@ pub struct SourceConfig {
     /// camelCase names).
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnSpec>,
+    /// Fields whose unreadable values are nulled and flagged instead of quarantining the
+    /// row (set from `on_invalid = "null"` in `[prep]`, not written here).
+    #[serde(skip)]
+    pub null_invalid: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -152,6 +189,7 @@ impl SourceConfig {
             header: true,
             delimiter: None,
             columns: BTreeMap::new(),
+            null_invalid: Vec::new(),
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum LoadError {
     Parquet { path: PathBuf, message: String },
     #[error("[sources.{table}]: {message}")]
     Config { table: String, message: String },
+    #[error("preparing {table} failed (a bug in Strata): {message}")]
+    Internal { table: String, message: String },
 }
 
 fn mapping_note(defaulted: bool, field: &str, table: &str) -> String {

@@ -4,7 +4,7 @@
 use crate::config::{ColumnRef, SourceConfig, SourceFormat};
 use crate::error::LoadError;
 use crate::quality::{FieldTally, SourceQuality, column_quality};
-use crate::value::{Value, parse_json, parse_text};
+use crate::value::{DateRule, Value, parse_json, parse_text};
 use arrow::array::{
     Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
@@ -29,6 +29,12 @@ pub struct LoadedSource {
     pub quarantined: Vec<Quarantined>,
     /// Completeness, validity and uniqueness of every mapped field.
     pub quality: SourceQuality,
+    /// The file line (Parquet: row) of each batch row, so later steps can quarantine a row
+    /// with its location.
+    pub lines: Vec<u64>,
+    /// (batch row, note) for values nulled because they could not be read, in fields marked
+    /// `on_invalid = "null"`.
+    pub flags: Vec<(usize, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,7 +44,7 @@ struct FieldPlan {
     required: bool,
     /// `None`: not mapped (an optional canonical field), always null.
     column: Option<ColumnRef>,
-    formats: Vec<String>,
+    dates: DateRule,
 }
 
 fn arrow_type(ty: FieldType) -> DataType {
@@ -111,7 +117,7 @@ fn plan_fields(kind: EntityKind, config: &SourceConfig) -> Result<Vec<FieldPlan>
             ty: spec.ty,
             required: spec.required,
             column,
-            formats: mapped.map(|m| m.formats.clone()).unwrap_or_default(),
+            dates: mapped.map(crate::ColumnSpec::date_rule).unwrap_or_default(),
         });
     }
     for (name, spec) in &config.columns {
@@ -123,7 +129,7 @@ fn plan_fields(kind: EntityKind, config: &SourceConfig) -> Result<Vec<FieldPlan>
             ty: spec.ty.unwrap_or(FieldType::String),
             required: false,
             column: Some(spec.column.clone()),
-            formats: spec.formats.clone(),
+            dates: spec.date_rule(),
         });
     }
     if let Some(p) = plan
@@ -200,6 +206,11 @@ struct TableBuilder {
     /// Per field: cells that held a value, and those of them that did not parse.
     present: Vec<u64>,
     invalid: Vec<u64>,
+    /// Line (or, until fixed, byte offset) of each kept row.
+    lines: Vec<u64>,
+    /// Per plan field: unreadable values become null (and a flag) instead of a quarantine.
+    null_invalid: Vec<bool>,
+    flags: Vec<(usize, String)>,
 }
 
 impl TableBuilder {
@@ -216,6 +227,9 @@ impl TableBuilder {
             default_mapping,
             present: vec![0; plan_len],
             invalid: vec![0; plan_len],
+            lines: Vec::new(),
+            null_invalid: vec![false; plan_len],
+            flags: Vec::new(),
         }
     }
 
@@ -249,6 +263,15 @@ impl TableBuilder {
                 Ok(_) => self.present[i] += 1,
             }
         }
+        for (i, cell) in cells.iter_mut().enumerate() {
+            if self.null_invalid[i]
+                && let Err(reason) = cell
+            {
+                let note = format!("{}: type: {reason}", self.plan[i].name);
+                self.flags.push((self.lines.len(), note));
+                *cell = Ok(Value::Null);
+            }
+        }
         for (plan, cell) in self.plan.iter().zip(cells.iter()) {
             let problem = match cell {
                 Err(reason) => Some(reason.clone()),
@@ -261,6 +284,7 @@ impl TableBuilder {
                 return;
             }
         }
+        self.lines.push(line);
         for ((plan, cell), builder) in self
             .plan
             .iter()
@@ -312,6 +336,8 @@ impl TableBuilder {
             rows_read: self.rows_read,
             rows_kept: batch.num_rows() as u64,
             rows_quarantined: self.quarantined.len() as u64,
+            rows_merged: 0,
+            rows_clean: batch.num_rows() as u64,
             columns,
         };
         Ok(LoadedSource {
@@ -321,8 +347,22 @@ impl TableBuilder {
             rows_read: self.rows_read,
             quarantined: self.quarantined,
             quality,
+            lines: self.lines,
+            flags: self.flags,
         })
     }
+}
+
+/// The fields (canonical and extra) a source yields, with their types, read from its
+/// config alone.
+pub fn field_types(
+    kind: EntityKind,
+    config: &SourceConfig,
+) -> Result<std::collections::BTreeMap<String, FieldType>, LoadError> {
+    Ok(plan_fields(kind, config)?
+        .into_iter()
+        .map(|f| (f.name, f.ty))
+        .collect())
 }
 
 /// Reads `config.path` as a table of `kind`.
@@ -350,6 +390,9 @@ pub fn load_source(kind: EntityKind, config: &SourceConfig) -> Result<LoadedSour
         return Err(LoadError::Empty { path: path.clone() });
     }
     let mut table = TableBuilder::new(kind, path, plan, config.columns.is_empty());
+    for (i, f) in table.plan.iter().enumerate() {
+        table.null_invalid[i] = !f.required && config.null_invalid.contains(&f.name);
+    }
     match format {
         SourceFormat::Csv | SourceFormat::Tsv => {
             let delimiter = match (format, config.delimiter) {
@@ -452,7 +495,7 @@ fn parse_row(
                     fields.len()
                 )),
                 Some(bytes) => match std::str::from_utf8(bytes) {
-                    Ok(text) => parse_text(f.ty, &f.formats, text),
+                    Ok(text) => parse_text(f.ty, &f.dates, text),
                     Err(e) => Err(format!(
                         "not valid UTF-8 (byte {} of the field); re-encode the file as UTF-8",
                         e.valid_up_to()
@@ -497,6 +540,7 @@ fn read_delimited(
     // The csv crate's line numbers drift on CRLF files and after blank lines, so quarantined
     // rows carry their byte offset until `fix_line_numbers` turns offsets into lines.
     let first_new = table.quarantined.len();
+    let first_kept = table.lines.len();
     while reader.read_byte_record(&mut record).map_err(io)? {
         let offset = record.position().map_or(0, csv::Position::byte);
         let fields: Vec<&[u8]> = record.iter().collect();
@@ -520,12 +564,22 @@ fn read_delimited(
         let mut cells = parse_row(table, &positions, &fields);
         table.push_row(offset, &mut cells, raw);
     }
-    fix_line_numbers(&mut table.quarantined[first_new..], path)
+    fix_line_numbers(
+        table.quarantined[first_new..]
+            .iter_mut()
+            .map(|q| &mut q.location.line),
+        path,
+    )?;
+    fix_line_numbers(table.lines[first_kept..].iter_mut(), path)
 }
 
-/// Replaces byte offsets (ascending) in `rows` by 1-based line numbers, reading the file once.
-fn fix_line_numbers(rows: &mut [Quarantined], path: &Path) -> Result<(), LoadError> {
-    if rows.is_empty() {
+/// Replaces byte offsets (ascending) by 1-based line numbers, reading the file once.
+fn fix_line_numbers<'a>(
+    offsets: impl Iterator<Item = &'a mut u64>,
+    path: &Path,
+) -> Result<(), LoadError> {
+    let mut offsets = offsets.peekable();
+    if offsets.peek().is_none() {
         return Ok(());
     }
     let io = |source| LoadError::Io {
@@ -533,18 +587,19 @@ fn fix_line_numbers(rows: &mut [Quarantined], path: &Path) -> Result<(), LoadErr
         source,
     };
     let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
-    let (mut pos, mut newlines, mut next) = (0u64, 0u64, 0usize);
-    while next < rows.len() {
+    let (mut pos, mut newlines) = (0u64, 0u64);
+    loop {
         let buf = reader.fill_buf().map_err(io)?;
-        if buf.is_empty() {
+        if buf.is_empty() || offsets.peek().is_none() {
             break;
         }
         for &b in buf {
             // A record never starts with a line break: an offset that lands on one (CRLF, blank
             // lines) belongs to the first byte after it.
-            while next < rows.len() && pos >= rows[next].location.line && b != b'\r' && b != b'\n' {
-                rows[next].location.line = newlines + 1;
-                next += 1;
+            while b != b'\r' && b != b'\n' && offsets.peek().is_some_and(|o| pos >= **o) {
+                if let Some(o) = offsets.next() {
+                    *o = newlines + 1;
+                }
             }
             newlines += u64::from(b == b'\n');
             pos += 1;
@@ -552,8 +607,8 @@ fn fix_line_numbers(rows: &mut [Quarantined], path: &Path) -> Result<(), LoadErr
         let used = buf.len();
         reader.consume(used);
     }
-    for row in &mut rows[next..] {
-        row.location.line = newlines + 1;
+    for o in offsets {
+        *o = newlines + 1;
     }
     Ok(())
 }
@@ -686,7 +741,7 @@ fn read_jsonl(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), L
             .map(
                 |(f, name)| match name.as_deref().and_then(|n| json_lookup(&value, n)) {
                     None => Ok(Value::Null),
-                    Some(v) => parse_json(f.ty, &f.formats, v),
+                    Some(v) => parse_json(f.ty, &f.dates, v),
                 },
             )
             .collect();
@@ -696,7 +751,7 @@ fn read_jsonl(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), L
 }
 
 /// Whether an Arrow cast from `source` into `ty` keeps every value exactly.
-fn lossless_cast(source: &DataType, ty: FieldType, formats: &[String]) -> bool {
+fn lossless_cast(source: &DataType, ty: FieldType, dates: &DateRule) -> bool {
     use DataType as D;
     match ty {
         FieldType::String | FieldType::Json => {
@@ -720,7 +775,9 @@ fn lossless_cast(source: &DataType, ty: FieldType, formats: &[String]) -> bool {
         ),
         FieldType::Bool => matches!(source, D::Boolean),
         FieldType::Date | FieldType::Timestamp => {
-            formats.is_empty() && matches!(source, D::Date32 | D::Date64 | D::Timestamp(..))
+            dates.formats.is_empty()
+                && dates.timezone.is_none()
+                && matches!(source, D::Date32 | D::Date64 | D::Timestamp(..))
         }
     }
 }
@@ -761,7 +818,7 @@ fn read_parquet(table: &mut TableBuilder, file: File, path: &Path) -> Result<(),
             // Arrow casts only where they cannot lose or reinterpret a value; everything else
             // is read as text by the same parser as CSV, so 2.7 → int or an epoch number →
             // timestamp is a reported error, not a silent truncation or a 1970 date.
-            let as_text = !lossless_cast(source.data_type(), f.ty, &f.formats);
+            let as_text = !lossless_cast(source.data_type(), f.ty, &f.dates);
             let target = if as_text {
                 DataType::Utf8
             } else {
@@ -791,7 +848,7 @@ fn read_parquet(table: &mut TableBuilder, file: File, path: &Path) -> Result<(),
                         return Ok(Value::Null);
                     }
                     if *as_text {
-                        return parse_text(f.ty, &f.formats, array.as_string::<i32>().value(r));
+                        return parse_text(f.ty, &f.dates, array.as_string::<i32>().value(r));
                     }
                     Ok(match f.ty {
                         FieldType::String | FieldType::Json => {

@@ -28,6 +28,17 @@ pub struct ColumnQuality {
     pub distinct: u64,
     /// `distinct / non-null kept values`: 1.0 means every value is different.
     pub uniqueness: Option<f64>,
+    /// Values that broke a `[prep]` rule (their rows quarantined, or the values nulled).
+    pub rule_failures: u64,
+    /// Values that normalization changed (trimmed, re-cased, mapped, reformatted).
+    pub normalized: u64,
+    /// Values that broke a cross-field check.
+    pub check_failures: u64,
+    /// Missing values filled by imputation.
+    pub imputed: u64,
+    /// Share of present values already in their normalized form and consistent with the
+    /// cross-field checks: `(present − normalized − check failures) / present`.
+    pub consistency: Option<f64>,
 }
 
 /// Row accounting and per-field quality of one source.
@@ -38,10 +49,14 @@ pub struct SourceQuality {
     pub rows_read: u64,
     pub rows_kept: u64,
     pub rows_quarantined: u64,
+    /// Rows merged into another record by deduplication.
+    pub rows_merged: u64,
+    /// Kept rows with no value nulled or flagged by a rule.
+    pub rows_clean: u64,
     pub columns: Vec<ColumnQuality>,
 }
 
-fn ratio(num: u64, den: u64) -> Option<f64> {
+pub(crate) fn ratio(num: u64, den: u64) -> Option<f64> {
     (den > 0).then(|| num as f64 / den as f64)
 }
 
@@ -58,7 +73,7 @@ fn distinct_of<T: Eq + Hash>(values: impl Iterator<Item = Option<T>>) -> (u64, u
 }
 
 /// (non-null values, distinct values) of a column as the loader builds it.
-fn distinct_count(array: &ArrayRef) -> (u64, u64) {
+pub(crate) fn distinct_count(array: &ArrayRef) -> (u64, u64) {
     match array.data_type() {
         DataType::Utf8 => distinct_of(array.as_string::<i32>().iter()),
         DataType::Int64 => distinct_of(array.as_primitive::<Int64Type>().iter()),
@@ -103,5 +118,10 @@ pub(crate) fn column_quality(rows_read: u64, tally: FieldTally<'_>) -> ColumnQua
         validity: ratio(tally.present - tally.invalid, tally.present),
         distinct,
         uniqueness: ratio(distinct, non_null),
+        rule_failures: 0,
+        normalized: 0,
+        check_failures: 0,
+        imputed: 0,
+        consistency: ratio(tally.present - tally.invalid, tally.present - tally.invalid),
     }
 }

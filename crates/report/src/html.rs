@@ -21,6 +21,22 @@ pub struct SourceSummary {
     pub rows_read: u64,
     pub rows_kept: u64,
     pub quarantined: u64,
+    /// Rows merged into another record by deduplication.
+    pub merged: u64,
+    /// Kept rows with no value nulled or flagged by a rule.
+    pub clean: u64,
+}
+
+/// What deduplication did on one table, pre-formatted by the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupSummary {
+    pub table: String,
+    /// One line of figures: records, pairs compared, matches, clusters, EM estimates.
+    pub figures: String,
+    /// Comparison parameters: (comparison, m exact/similar/different, u exact/similar/different).
+    pub parameters: Vec<(String, String, String)>,
+    /// A few merges, each explained in one line.
+    pub examples: Vec<String>,
 }
 
 /// Quality of one field of one source (shares in [0, 1]; `None` where undefined).
@@ -33,6 +49,9 @@ pub struct QualityRow {
     pub completeness: Option<f64>,
     pub validity: Option<f64>,
     pub uniqueness: Option<f64>,
+    pub consistency: Option<f64>,
+    pub normalized: u64,
+    pub imputed: u64,
 }
 
 /// Everything the report shows; built by the engine from a run.
@@ -43,6 +62,7 @@ pub struct ReportInput<'a> {
     pub run_note: String,
     pub sources: Vec<SourceSummary>,
     pub quality: Vec<QualityRow>,
+    pub dedup: Vec<DedupSummary>,
     pub customers: usize,
     pub candidates: &'a [KCandidate],
     pub chosen_k: usize,
@@ -76,6 +96,9 @@ struct QualityView {
     completeness: String,
     validity: String,
     uniqueness: String,
+    consistency: String,
+    normalized: String,
+    imputed: String,
     /// Completeness or validity below 95%.
     flagged: bool,
 }
@@ -98,8 +121,9 @@ struct ReportPage<'a> {
     segments: usize,
     quarantined: String,
     reason: &'a str,
-    sources: Vec<(String, String, String, String, String)>,
+    sources: Vec<(String, String, String, String, String, String, String)>,
     quality: Vec<QualityView>,
+    dedup: &'a [DedupSummary],
     feature_names: Vec<String>,
     segment_rows: Vec<SegmentRow>,
     candidate_rows: Vec<CandidateRow>,
@@ -261,9 +285,12 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
                     count(s.rows_read),
                     count(s.rows_kept),
                     count(s.quarantined),
+                    count(s.merged),
+                    count(s.clean),
                 )
             })
             .collect(),
+        dedup: &input.dedup,
         quality: input
             .quality
             .iter()
@@ -278,6 +305,9 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
                     completeness: pct(q.completeness),
                     validity: pct(q.validity),
                     uniqueness: pct(q.uniqueness),
+                    consistency: pct(q.consistency),
+                    normalized: count(q.normalized),
+                    imputed: count(q.imputed),
                     flagged: q.completeness.is_some_and(|v| v < 0.95)
                         || q.validity.is_some_and(|v| v < 0.95),
                 }

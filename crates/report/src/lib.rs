@@ -8,4 +8,4 @@
 mod html;
 mod plots;
 
-pub use html::{QualityRow, ReportError, ReportInput, SourceSummary, render_report};
+pub use html::{DedupSummary, QualityRow, ReportError, ReportInput, SourceSummary, render_report};

@@ -234,6 +234,54 @@ fn typo(rng: &mut ChaCha8Rng, s: &str) -> String {
     chars.into_iter().collect()
 }
 
+/// Telephone area codes in use in the US (so that generated numbers are valid NANP
+/// numbers: a real area code, an exchange from 200).
+const AREA_CODES: &[u32] = &[
+    212, 213, 305, 312, 404, 415, 503, 512, 602, 617, 702, 713, 720, 206, 303, 619, 646, 718,
+];
+
+/// Currency of orders per country and its value in USD (the rates the generated config uses).
+pub const CURRENCIES: &[(&str, &str, f64)] = &[
+    ("GB", "GBP", 1.25),
+    ("DE", "EUR", 1.10),
+    ("FR", "EUR", 1.10),
+    ("ES", "EUR", 1.10),
+    ("IT", "EUR", 1.10),
+    ("NL", "EUR", 1.10),
+    ("CA", "CAD", 0.75),
+    ("JP", "JPY", 0.0068),
+];
+
+fn currency_of(country: &str) -> (&'static str, f64) {
+    CURRENCIES
+        .iter()
+        .find(|(c, _, _)| *c == country)
+        .map_or(("USD", 1.0), |(_, cur, rate)| (cur, *rate))
+}
+
+struct Phone {
+    area: u32,
+    exchange: u32,
+    line: u32,
+}
+
+impl Phone {
+    /// The same number written the ways people write it.
+    fn format(&self, rng: &mut ChaCha8Rng) -> String {
+        let Self {
+            area,
+            exchange,
+            line,
+        } = self;
+        match rng.random_range(0..10) {
+            0..6 => format!("+1{area}{exchange}{line:04}"),
+            6..8 => format!("({area}) {exchange}-{line:04}"),
+            8 => format!("{area}.{exchange}.{line:04}"),
+            _ => format!("1-{area}-{exchange}-{line:04}"),
+        }
+    }
+}
+
 fn format_date(rng: &mut ChaCha8Rng, day: DateTime<Utc>) -> String {
     // Mixed formats on purpose: the loader is told which formats to try, in order.
     match rng.random_range(0..20) {
@@ -273,18 +321,20 @@ fn generate_customer(
     let first = *pick(rng, FIRST_NAMES);
     let last = *pick(rng, LAST_NAMES);
     let domain = *pick(rng, EMAIL_DOMAINS);
+    // The customer number keeps addresses unique: an email names one person.
     let email = format!(
         "{}.{}{}@{}",
         first.to_lowercase(),
         last.to_lowercase(),
-        rng.random_range(1..100),
+        index,
         domain
     );
-    let phone = format!(
-        "+1{:03}{:07}",
-        rng.random_range(200..999),
-        rng.random_range(0..9_999_999)
-    );
+    let phone = Phone {
+        area: *pick(rng, AREA_CODES),
+        exchange: rng.random_range(200..1000),
+        line: rng.random_range(0..10_000),
+    };
+    let phone_field = phone.format(rng);
     let gender = if rng.random_bool(0.5) { "F" } else { "M" };
     let age: u32 = rng.random_range(18..80);
     let (country, cities) = *pick(rng, COUNTRIES);
@@ -308,7 +358,7 @@ fn generate_customer(
     let date_field = format_date(rng, signup_day);
     let _ = writeln!(
         out.customers,
-        "{id},{first},{last},{email_field},{phone},{gender},{age_field},{country},{city},{date_field}"
+        "{id},{first},{last},{email_field},{phone_field},{gender},{age_field},{country},{city},{date_field}"
     );
     let _ = writeln!(out.truth, "{id},{},", seg.name);
     out.summary.customers += 1;
@@ -320,15 +370,28 @@ fn generate_customer(
             1 => (first.to_string(), typo(rng, last)),
             _ => (last.to_string(), first.to_string()),
         };
+        // Half the duplicates carry the email (in other casing, padded), half none; some lose
+        // the phone, the age or the city.
         let dup_email = if rng.random_bool(0.5) {
-            email.to_uppercase()
+            format!(" {} ", email.to_uppercase())
         } else {
             String::new()
         };
+        let dup_phone = if rng.random_bool(0.2) {
+            String::new()
+        } else {
+            phone.format(rng)
+        };
+        let dup_age = if rng.random_bool(0.15) {
+            String::new()
+        } else {
+            age.to_string()
+        };
+        let dup_city = if rng.random_bool(0.1) { "" } else { city };
         let date_field = format_date(rng, signup_day);
         let _ = writeln!(
             out.customers,
-            "{dup_id},{f},{l},{dup_email},{phone},{gender},{age},{country},{city},{date_field}"
+            "{dup_id},{f},{l},\"{dup_email}\",{dup_phone},{gender},{dup_age},{country},{dup_city},{date_field}"
         );
         let _ = writeln!(out.truth, "{dup_id},{},{id}", seg.name);
         out.summary.customer_rows += 1;
@@ -369,14 +432,16 @@ fn generate_customer(
         let amount = (customer_value * noise).max(0.5);
         let quantity = 1 + (amount / 60.0) as u32 + rng.random_range(0..2);
         let order_id = format!("O{index:07}-{n:03}");
+        // Amounts are in the customer's local currency; `amount` itself is in USD.
+        let (currency, usd_per_unit) = currency_of(country);
         let amount_field = if rng.random_bool(dirty / 40.0) {
             "N/A".to_string()
         } else {
-            format!("{amount:.2}")
+            format!("{:.2}", amount / usd_per_unit)
         };
         let _ = writeln!(
             out.orders,
-            "{order_id},{id},{},{amount_field},{quantity},USD",
+            "{order_id},{id},{},{amount_field},{quantity},{currency}",
             when.format("%Y-%m-%dT%H:%M:%SZ")
         );
         out.summary.orders += 1;

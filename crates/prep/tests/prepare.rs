@@ -1,0 +1,132 @@
+//! Conservation through every preparation step, on random dirty tables.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use strata_core::EntityKind;
+use strata_prep::{ColumnRef, ColumnSpec, PrepConfig, SourceConfig, load_source, prepare};
+
+const RULES: &str = r#"
+[customers.fields.email]
+normalize = ["email"]
+format = "email"
+on_invalid = "null"
+
+[customers.fields.age]
+range = [18, 120]
+on_invalid = "quarantine"
+impute = "median"
+
+[customers.fields.first_name]
+normalize = ["trim", "title"]
+required = true
+
+[customers.dedup]
+exact = ["email"]
+blocking = [["first_name:prefix2"]]
+compare = [
+  { fields = ["first_name"], method = "jaro_winkler" },
+  { fields = ["age"], method = "numeric", within = 1 },
+]
+threshold = 0.5
+
+[[orders.checks]]
+rule = "timestamp >= customers.signup_date"
+
+[orders.currency]
+to = "USD"
+rates = { EUR = 1.1 }
+"#;
+
+fn cell(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn every_row_is_kept_quarantined_or_merged(
+        customers in prop::collection::vec(
+            (0u8..6, prop::sample::select(vec!["ann", " Ann ", "anna", "bob", "", "bo"]),
+             prop::sample::select(vec!["30", "31", "150", "x", "", "45"]),
+             prop::sample::select(vec!["2024-01-01", "2024-02-30", "", "03/04/2024", "2024-03-01"])),
+            1..40),
+        orders in prop::collection::vec(
+            (0u8..8, prop::sample::select(vec!["2023-12-01", "2024-06-01", "bad"]),
+             prop::sample::select(vec!["1.5", "N/A", "10"]),
+             prop::sample::select(vec!["USD", "EUR", "XYZ", ""])),
+            1..60),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = String::from("id,email,first_name,age,signup\n");
+        for (i, (e, name, age, date)) in customers.iter().enumerate() {
+            let email = match e { 0 => "a@x.com", 1 => " A@X.COM ", 2 => "bad", 3 => "", _ => "b@y.org" };
+            c.push_str(&format!("c{i},{},{},{age},{date}\n", cell(email), cell(name)));
+        }
+        let mut o = String::from("customer_id,ts,amount,currency\n");
+        for (cust, ts, amount, cur) in &orders {
+            o.push_str(&format!("c{cust},{ts},{amount},{cur}\n"));
+        }
+        std::fs::write(dir.path().join("c.csv"), c).unwrap();
+        std::fs::write(dir.path().join("o.csv"), o).unwrap();
+        let col = |n: &str| ColumnSpec::plain(ColumnRef::Name(n.into()));
+        let mut cs = SourceConfig::new(dir.path().join("c.csv"));
+        cs.columns = BTreeMap::from([
+            ("customer_id".to_string(), col("id")),
+            ("email".to_string(), col("email")),
+            ("first_name".to_string(), col("first_name")),
+            ("age".to_string(), ColumnSpec { ty: Some(strata_core::FieldType::Int), ..col("age") }),
+            ("signup_date".to_string(), col("signup")),
+        ]);
+        let mut os = SourceConfig::new(dir.path().join("o.csv"));
+        os.columns = BTreeMap::from([
+            ("customer_id".to_string(), col("customer_id")),
+            ("timestamp".to_string(), col("ts")),
+            ("amount".to_string(), col("amount")),
+            ("currency".to_string(), col("currency")),
+        ]);
+        let config: PrepConfig = toml::from_str(RULES).unwrap();
+        let sources = BTreeMap::from([
+            ("customers", (EntityKind::Customers, &cs)),
+            ("orders", (EntityKind::Orders, &os)),
+        ]);
+        let plan = config.compile(&sources, RULES, Path::new(".")).unwrap();
+        cs.null_invalid = plan.customers.null_invalid_fields();
+        let loaded = vec![
+            load_source(EntityKind::Orders, &os).unwrap(),
+            load_source(EntityKind::Customers, &cs).unwrap(),
+        ];
+        let prepared = prepare(loaded, &plan).unwrap();
+        prop_assert_eq!(prepared.sources[0].kind, EntityKind::Orders);
+        for p in &prepared.sources {
+            prop_assert_eq!(
+                p.rows_read,
+                p.batch.num_rows() as u64 + p.quarantined.len() as u64 + p.rows_merged,
+                "{}", p.kind
+            );
+            prop_assert_eq!(p.quality.rows_read, p.rows_read);
+            prop_assert_eq!(p.quality.rows_kept + p.quality.rows_quarantined + p.quality.rows_merged, p.rows_read);
+            // Every quarantined row says where it was and why.
+            for q in &p.quarantined {
+                prop_assert!(q.location.line >= 2 && !q.reason.is_empty(), "{:?}", q);
+            }
+        }
+        let customers = &prepared.sources[1];
+        let merged_in_clusters: usize = customers.merges.iter().map(|c| c.merged.len()).sum();
+        prop_assert_eq!(merged_in_clusters as u64, customers.rows_merged);
+        // Survivors keep unique emails: exact-key dedup leaves no two rows with one address.
+        use arrow::array::AsArray;
+        let emails = customers.batch.column_by_name("email").unwrap().as_string::<i32>();
+        let mut seen = std::collections::BTreeSet::new();
+        for e in emails.iter().flatten() {
+            prop_assert!(seen.insert(e.to_string()), "duplicate email {e} survived");
+        }
+    }
+}

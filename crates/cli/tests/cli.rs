@@ -31,6 +31,7 @@ fn help_lists_the_commands_with_examples() {
     for word in [
         "quickstart",
         "run",
+        "prep",
         "generate",
         "Examples:",
         "strata run --config",
@@ -201,6 +202,29 @@ fn generate_then_run_on_the_generated_world() {
         "{stdout}"
     );
     assert!(dir.path().join("world/strata-out/report.html").exists());
+    // `strata prep` alone: the cleaned tables, the accounting, the dedup figures.
+    let prep = strata(
+        &["prep", "--config", "world/strata.toml", "--out", "prepared"],
+        dir.path(),
+    );
+    assert!(prep.status.success(), "{}", text(&prep.stderr));
+    let stdout = text(&prep.stdout);
+    assert!(
+        stdout.contains("merged")
+            && stdout.contains("customers: ")
+            && stdout.contains("pairs compared"),
+        "{stdout}"
+    );
+    for f in [
+        "customers.parquet",
+        "orders.parquet",
+        "events.parquet",
+        "quarantine.csv",
+        "quality.json",
+        "merges.jsonl",
+    ] {
+        assert!(dir.path().join("prepared").join(f).exists(), "{f}");
+    }
     let zero = strata(&["generate", "--customers", "0", "--out", "w0"], dir.path());
     assert!(!zero.status.success());
     assert!(text(&zero.stderr).contains("--customers must be at least 1"));

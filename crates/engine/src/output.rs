@@ -246,7 +246,7 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
-fn triple(p: &[f64; 3]) -> String {
+fn levels(p: &[f64; 4]) -> String {
     p.iter()
         .map(|x| format!("{x:.4}"))
         .collect::<Vec<_>>()
@@ -288,7 +288,9 @@ pub(crate) fn dedup_summaries(prepared: &[PreparedSource]) -> Vec<DedupSummary> 
                             let agreed: Vec<String> = e
                                 .evidence
                                 .iter()
-                                .filter(|f| matches!(f.level, strata_prep::Level::Exact | strata_prep::Level::Similar))
+                                .filter(|f| matches!(f.level, strata_prep::Level::Exact
+                                            | strata_prep::Level::Similar
+                                            | strata_prep::Level::Partial))
                                 .map(|f| format!("{} {:?}", f.comparison, f.level).to_lowercase())
                                 .collect();
                             match e.probability {
@@ -306,7 +308,7 @@ pub(crate) fn dedup_summaries(prepared: &[PreparedSource]) -> Vec<DedupSummary> 
                 parameters: d
                     .parameters
                     .iter()
-                    .map(|c| (c.comparison.clone(), triple(&c.m), triple(&c.u)))
+                    .map(|c| (c.comparison.clone(), levels(&c.m), levels(&c.u)))
                     .collect(),
                 examples,
             })

@@ -54,17 +54,37 @@ impl Col {
 pub enum Level {
     Exact = 0,
     Similar = 1,
-    Different = 2,
-    Missing = 3,
+    /// Close but short of similar (e.g. a name with two typos): kept apart from different
+    /// so that truly different values weigh as much as the data says.
+    Partial = 2,
+    Different = 3,
+    Missing = 7,
 }
 
+/// Agreement levels with probabilities: exact, similar, partial, different.
+pub(crate) const LEVELS: usize = 4;
+/// Bits per comparison in a pattern.
+const BITS: usize = 3;
+/// A pair's levels, `BITS` per comparison.
+type Pattern = u64;
+
 impl Level {
-    fn from_bits(b: u32) -> Self {
-        match b & 3 {
+    fn from_bits(b: u8) -> Self {
+        match b {
             0 => Self::Exact,
             1 => Self::Similar,
-            2 => Self::Different,
+            2 => Self::Partial,
+            3 => Self::Different,
             _ => Self::Missing,
+        }
+    }
+    fn graded(sim: f64, similar: f64, partial: f64) -> Self {
+        if sim >= similar {
+            Self::Similar
+        } else if sim >= partial {
+            Self::Partial
+        } else {
+            Self::Different
         }
     }
 }
@@ -111,10 +131,10 @@ pub struct MergeCluster {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComparisonParams {
     pub comparison: String,
-    /// P(level | match) for [exact, similar, different].
-    pub m: [f64; 3],
-    /// P(level | non-match) for [exact, similar, different].
-    pub u: [f64; 3],
+    /// P(level | match) for [exact, similar, partial, different].
+    pub m: [f64; LEVELS],
+    /// P(level | non-match) for [exact, similar, partial, different].
+    pub u: [f64; LEVELS],
 }
 
 /// What deduplication did, for the quality report.
@@ -128,6 +148,9 @@ pub struct DedupReport {
     pub records_in_skipped_blocks: u64,
     pub pairs_compared: u64,
     pub pairs_matched: u64,
+    /// Matched pairs not linked because a pair across the two clusters they would join
+    /// scores below the threshold.
+    pub links_refused: u64,
     pub clusters: u64,
     pub records_merged: u64,
     pub threshold: f64,
@@ -149,7 +172,7 @@ pub(crate) struct DedupOutcome {
 }
 
 /// Pairs to score (i, j, level pattern) and training pattern counts, from some blocks.
-type BlockPairs = (Vec<(u32, u32, u32)>, HashMap<u32, u64>);
+type BlockPairs = (Vec<(u32, u32, Pattern)>, HashMap<Pattern, u64>);
 
 struct UnionFind {
     parent: Vec<usize>,
@@ -253,8 +276,7 @@ fn compare(c: &ComparisonPlan, cols: &[&Col], i: usize, j: usize) -> Level {
     match (c.method, cols) {
         (Method::JaroWinkler | Method::Levenshtein, [Col::Text(x)]) => match (&x[i], &x[j]) {
             (Some(a), Some(b)) if a == b => Level::Exact,
-            (Some(a), Some(b)) if text_sim(c.method, a, b) >= c.similar => Level::Similar,
-            (Some(_), Some(_)) => Level::Different,
+            (Some(a), Some(b)) => Level::graded(text_sim(c.method, a, b), c.similar, c.partial),
             _ => Level::Missing,
         },
         (Method::JaroWinkler | Method::Levenshtein, [Col::Text(x), Col::Text(y)]) => {
@@ -267,11 +289,7 @@ fn compare(c: &ComparisonPlan, cols: &[&Col], i: usize, j: usize) -> Level {
                     let s = |p: &str, q: &str| text_sim(c.method, p, q);
                     let straight = s(a1, b1).min(s(a2, b2));
                     let swapped = s(a1, b2).min(s(a2, b1));
-                    if straight.max(swapped) >= c.similar {
-                        Level::Similar
-                    } else {
-                        Level::Different
-                    }
+                    Level::graded(straight.max(swapped), c.similar, c.partial)
                 }
                 // With a part missing, compare what both have, in place.
                 _ => {
@@ -283,12 +301,10 @@ fn compare(c: &ComparisonPlan, cols: &[&Col], i: usize, j: usize) -> Level {
                             seen = true;
                             let l = if p == q {
                                 Level::Exact
-                            } else if text_sim(c.method, p, q) >= c.similar {
-                                Level::Similar
                             } else {
-                                Level::Different
+                                Level::graded(text_sim(c.method, p, q), c.similar, c.partial)
                             };
-                            if l as u8 > worst as u8 {
+                            if l != Level::Missing && l as u8 > worst as u8 {
                                 worst = l;
                             }
                         }
@@ -332,10 +348,10 @@ fn compare(c: &ComparisonPlan, cols: &[&Col], i: usize, j: usize) -> Level {
     }
 }
 
-fn pattern(plan: &DedupPlan, cols: &[Vec<&Col>], i: usize, j: usize) -> u32 {
-    let mut p = 0u32;
+fn pattern(plan: &DedupPlan, cols: &[Vec<&Col>], i: usize, j: usize) -> Pattern {
+    let mut p: Pattern = 0;
     for (k, c) in plan.compare.iter().enumerate() {
-        p |= (compare(c, &cols[k], i, j) as u32) << (2 * k);
+        p |= (compare(c, &cols[k], i, j) as Pattern) << (BITS * k);
     }
     p
 }
@@ -343,13 +359,13 @@ fn pattern(plan: &DedupPlan, cols: &[Vec<&Col>], i: usize, j: usize) -> u32 {
 /// Posterior match probability and weight of a level pattern.
 pub fn match_probability_table(
     pattern_levels: &[u8],
-    m: &[[f64; 3]],
-    u: &[[f64; 3]],
+    m: &[[f64; LEVELS]],
+    u: &[[f64; LEVELS]],
     lambda: f64,
 ) -> (f64, f64) {
     let mut log2_bf = 0.0;
     for (k, &l) in pattern_levels.iter().enumerate() {
-        if l < 3 {
+        if (l as usize) < LEVELS {
             log2_bf += (m[k][l as usize] / u[k][l as usize]).log2();
         }
     }
@@ -359,13 +375,13 @@ pub fn match_probability_table(
     (p, log2_bf)
 }
 
-fn levels_of(p: u32, k: usize) -> Vec<u8> {
-    (0..k).map(|c| ((p >> (2 * c)) & 3) as u8).collect()
+fn levels_of(p: Pattern, k: usize) -> Vec<u8> {
+    (0..k).map(|c| ((p >> (BITS * c)) & 7) as u8).collect()
 }
 
 /// Floors probabilities so no level has probability zero (a single unseen agreement
 /// would otherwise be infinitely strong evidence), then renormalizes.
-fn smooth(mut p: [f64; 3]) -> [f64; 3] {
+fn smooth(mut p: [f64; LEVELS]) -> [f64; LEVELS] {
     for x in &mut p {
         *x = x.max(1e-6);
     }
@@ -374,18 +390,18 @@ fn smooth(mut p: [f64; 3]) -> [f64; 3] {
 }
 
 struct Em {
-    m: Vec<[f64; 3]>,
+    m: Vec<[f64; LEVELS]>,
     lambda: f64,
     iterations: u32,
     converged: bool,
 }
 
 /// EM for m and λ with u fixed, over pattern counts.
-fn em(patterns: &[(u32, u64)], u: &[[f64; 3]], fixed_m: &[Option<[f64; 3]>]) -> Em {
+fn em(patterns: &[(Pattern, u64)], u: &[[f64; LEVELS]], fixed_m: &[Option<[f64; LEVELS]>]) -> Em {
     let k = u.len();
-    let mut m: Vec<[f64; 3]> = fixed_m
+    let mut m: Vec<[f64; LEVELS]> = fixed_m
         .iter()
-        .map(|f| f.unwrap_or([0.85, 0.1, 0.05]))
+        .map(|f| f.unwrap_or([0.8, 0.1, 0.05, 0.05]))
         .collect();
     let mut lambda = 0.1;
     let total: u64 = patterns.iter().map(|(_, c)| c).sum();
@@ -399,13 +415,13 @@ fn em(patterns: &[(u32, u64)], u: &[[f64; 3]], fixed_m: &[Option<[f64; 3]>]) -> 
     }
     let levels: Vec<Vec<u8>> = patterns.iter().map(|(p, _)| levels_of(*p, k)).collect();
     for it in 1..=500 {
-        let mut num = vec![[0.0f64; 3]; k];
+        let mut num = vec![[0.0f64; LEVELS]; k];
         let mut den = vec![0.0f64; k];
         let mut matches = 0.0;
         for ((_, count), lv) in patterns.iter().zip(&levels) {
             let (mut pm, mut pu) = (lambda, 1.0 - lambda);
             for (c, &l) in lv.iter().enumerate() {
-                if l < 3 {
+                if (l as usize) < LEVELS {
                     pm *= m[c][l as usize];
                     pu *= u[c][l as usize];
                 }
@@ -414,7 +430,7 @@ fn em(patterns: &[(u32, u64)], u: &[[f64; 3]], fixed_m: &[Option<[f64; 3]>]) -> 
             let w = g * *count as f64;
             matches += w;
             for (c, &l) in lv.iter().enumerate() {
-                if l < 3 {
+                if (l as usize) < LEVELS {
                     num[c][l as usize] += w;
                     den[c] += w;
                 }
@@ -427,7 +443,7 @@ fn em(patterns: &[(u32, u64)], u: &[[f64; 3]], fixed_m: &[Option<[f64; 3]>]) -> 
                 continue;
             }
             let new = smooth(num[c].map(|x| x / den[c]));
-            for l in 0..3 {
+            for l in 0..LEVELS {
                 delta = delta.max((new[l] - m[c][l]).abs());
             }
             m[c] = new;
@@ -566,7 +582,7 @@ pub(crate) fn deduplicate(
         // on the pairs that rule produced. Training sees every pair of every rule's blocks
         // (a pair found by an earlier rule too is not a biased leftover); scoring compares
         // each pair once, under the first rule that finds it.
-        let masks: Vec<u32> = plan
+        let masks: Vec<Pattern> = plan
             .blocking
             .iter()
             .map(|rule| {
@@ -575,11 +591,11 @@ pub(crate) fn deduplicate(
                     .iter()
                     .enumerate()
                     .filter(|(_, c)| c.fields.iter().any(|f| fields.contains(&f)))
-                    .fold(0u32, |m, (k, _)| m | (3 << (2 * k)))
+                    .fold(0, |m, (k, _)| m | (7 << (BITS * k)))
             })
             .collect();
-        let mut pairs: Vec<(u32, u32, u32)> = Vec::new();
-        let mut training: HashMap<u32, u64> = HashMap::new();
+        let mut pairs: Vec<(u32, u32, Pattern)> = Vec::new();
+        let mut training: HashMap<Pattern, u64> = HashMap::new();
         for (r, rule_blocks) in blocks.iter().enumerate() {
             let earlier = &keys[..r];
             let mask = masks[r];
@@ -587,7 +603,7 @@ pub(crate) fn deduplicate(
                 .par_chunks(64)
                 .map(|chunk| {
                     let mut out = Vec::new();
-                    let mut counts: HashMap<u32, u64> = HashMap::new();
+                    let mut counts: HashMap<Pattern, u64> = HashMap::new();
                     for block in chunk {
                         for (x, &i) in block.iter().enumerate() {
                             for &j in &block[x + 1..] {
@@ -614,7 +630,7 @@ pub(crate) fn deduplicate(
 
         // u from random pairs, unless given.
         let kc = plan.compare.len();
-        let mut u_counts = vec![[0u64; 3]; kc];
+        let mut u_counts = vec![[0u64; LEVELS]; kc];
         if n >= 2 {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(plan.seed);
             let sample: Vec<(usize, usize)> = (0..plan.u_sample_pairs)
@@ -624,19 +640,19 @@ pub(crate) fn deduplicate(
                     (i != j).then_some((i, j))
                 })
                 .collect();
-            let pats: Vec<u32> = sample
+            let pats: Vec<Pattern> = sample
                 .par_iter()
                 .map(|&(i, j)| pattern(plan, &cmp_cols, i, j))
                 .collect();
             for p in pats {
                 for (c, l) in levels_of(p, kc).into_iter().enumerate() {
-                    if l < 3 {
+                    if (l as usize) < LEVELS {
                         u_counts[c][l as usize] += 1;
                     }
                 }
             }
         }
-        let u: Vec<[f64; 3]> = plan
+        let u: Vec<[f64; LEVELS]> = plan
             .compare
             .iter()
             .zip(&u_counts)
@@ -645,13 +661,13 @@ pub(crate) fn deduplicate(
                     let total: u64 = counts.iter().sum();
                     // Add-one smoothing: a level never seen among random pairs is rare, not
                     // impossible.
-                    smooth(counts.map(|x| (x as f64 + 1.0) / (total as f64 + 3.0)))
+                    smooth(counts.map(|x| (x as f64 + 1.0) / (total as f64 + LEVELS as f64)))
                 })
             })
             .collect();
-        let mut patterns: Vec<(u32, u64)> = training.into_iter().collect();
+        let mut patterns: Vec<(Pattern, u64)> = training.into_iter().collect();
         patterns.sort_unstable();
-        let fixed_m: Vec<Option<[f64; 3]>> = plan.compare.iter().map(|c| c.m).collect();
+        let fixed_m: Vec<Option<[f64; LEVELS]>> = plan.compare.iter().map(|c| c.m).collect();
         let fit = em(&patterns, &u, &fixed_m);
         report.lambda = Some(fit.lambda);
         report.em_iterations = fit.iterations;
@@ -666,10 +682,10 @@ pub(crate) fn deduplicate(
                 u: *u,
             })
             .collect();
-        let mut distinct: Vec<u32> = pairs.iter().map(|p| p.2).collect();
+        let mut distinct: Vec<Pattern> = pairs.iter().map(|p| p.2).collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let scored: HashMap<u32, (f64, f64)> = distinct
+        let scored: HashMap<Pattern, (f64, f64)> = distinct
             .iter()
             .map(|p| {
                 (
@@ -678,18 +694,65 @@ pub(crate) fn deduplicate(
                 )
             })
             .collect();
-        for &(i, j, p) in &pairs {
-            let Some(&(prob, weight)) = scored.get(&p) else {
-                continue;
-            };
-            if prob < plan.threshold {
-                continue;
+        // Strongest evidence first. Two clusters are joined only if every pair across them
+        // scores at least the threshold too (complete linkage): a record whose phone and
+        // email are missing can look like two different people, but it cannot join both.
+        let mut matched: Vec<(f64, u32, u32, Pattern, f64)> = pairs
+            .iter()
+            .filter_map(|&(i, j, p)| {
+                let &(prob, weight) = scored.get(&p)?;
+                (prob >= plan.threshold).then_some((weight, i, j, p, prob))
+            })
+            .collect();
+        matched.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        report.pairs_matched = matched.len() as u64;
+        let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (root, group) in (0..n).fold(HashMap::<usize, Vec<usize>>::new(), |mut m, i| {
+            let r = uf.find(i);
+            if r != i || m.contains_key(&r) {
+                m.entry(r).or_insert_with(|| vec![r]).push(i);
             }
-            report.pairs_matched += 1;
+            m
+        }) {
+            let mut group = group;
+            group.sort_unstable();
+            group.dedup();
+            members.insert(root, group);
+        }
+        let model_probability = |a: usize, b: usize| {
+            match_probability_table(
+                &levels_of(pattern(plan, &cmp_cols, a, b), kc),
+                &fit.m,
+                &u,
+                fit.lambda,
+            )
+            .0
+        };
+        for (weight, i, j, p, prob) in matched {
             let (i, j) = (i as usize, j as usize);
-            if !uf.union(i, j) {
+            let (ri, rj) = (uf.find(i), uf.find(j));
+            if ri == rj {
                 continue;
             }
+            let a = members.get(&ri).cloned().unwrap_or_else(|| vec![ri]);
+            let b = members.get(&rj).cloned().unwrap_or_else(|| vec![rj]);
+            // Very large clusters (exact keys gone wild) are not re-checked pair by pair.
+            if a.len() * b.len() <= 10_000
+                && a.iter().any(|&x| {
+                    b.iter()
+                        .any(|&y| (x, y) != (i, j) && model_probability(x, y) < plan.threshold)
+                })
+            {
+                report.links_refused += 1;
+                continue;
+            }
+            uf.union(i, j);
+            let root = uf.find(i);
+            members.remove(&ri);
+            members.remove(&rj);
+            let mut joined = a;
+            joined.extend(b);
+            members.insert(root, joined);
             let lv = levels_of(p, kc);
             edges.push(MergeEdge {
                 a: i,
@@ -712,10 +775,10 @@ pub(crate) fn deduplicate(
                         };
                         FieldEvidence {
                             comparison: cmp.name.clone(),
-                            level: Level::from_bits(u32::from(l)),
+                            level: Level::from_bits(l),
                             a: show(i),
                             b: show(j),
-                            weight: Some(if l < 3 {
+                            weight: Some(if (l as usize) < LEVELS {
                                 (fit.m[c][l as usize] / u[c][l as usize]).log2()
                             } else {
                                 0.0
@@ -782,15 +845,21 @@ mod tests {
 
     #[test]
     fn em_separates_matches_from_non_matches() {
-        // Two comparisons; matches agree 90% of the time, non-matches 5%.
-        let u = vec![[0.05, 0.05, 0.9], [0.1, 0.1, 0.8]];
+        // Two comparisons; matches agree 90% of the time, non-matches 5–10%.
+        let u = vec![[0.05, 0.03, 0.02, 0.9], [0.1, 0.05, 0.05, 0.8]];
+        let p = |a: u64, b: u64| a | (b << BITS);
         // 1000 matches mostly (exact, exact); 9000 non-matches mostly (different, different).
-        let patterns = vec![(0b0000, 810), (0b1000, 90), (0b0010, 90), (0b1010, 6520)];
+        let patterns = vec![
+            (p(0, 0), 810),
+            (p(3, 0), 90),
+            (p(0, 3), 90),
+            (p(3, 3), 6520),
+        ];
         let fit = em(&patterns, &u, &[None, None]);
         assert!(fit.converged);
         assert!(fit.m[0][0] > 0.8 && fit.m[1][0] > 0.8, "{:?}", fit.m);
         let (p_agree, _) = match_probability_table(&[0, 0], &fit.m, &u, fit.lambda);
-        let (p_disagree, _) = match_probability_table(&[2, 2], &fit.m, &u, fit.lambda);
+        let (p_disagree, _) = match_probability_table(&[3, 3], &fit.m, &u, fit.lambda);
         assert!(
             p_agree > 0.95 && p_disagree < 0.01,
             "{p_agree} {p_disagree}"

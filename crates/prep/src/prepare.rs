@@ -478,35 +478,49 @@ fn convert_currency(w: &mut Work, plan: &TablePlan) -> Result<(), LoadError> {
     let Some(c) = &plan.currency else {
         return Ok(());
     };
-    let (Some(amounts), Some(currencies)) = (w.numbers("amount"), w.texts("currency")) else {
+    let (Some(amounts), Some(currencies)) = (w.numbers("amount"), w.col("currency").cloned())
+    else {
+        return Ok(());
+    };
+    let Some(currencies) = currencies.as_string_opt::<i32>().cloned() else {
         return Ok(());
     };
     let n = amounts.len();
     let mut keep = vec![true; n];
     let mut out = Vec::with_capacity(n);
     let mut changed = 0;
+    // Rates by the currency text as written, so the common case allocates nothing.
+    let mut memo: HashMap<&str, Option<(String, f64)>> = HashMap::new();
     for i in 0..n {
-        let cur = currencies[i]
-            .as_deref()
-            .map(|s| s.trim().to_ascii_uppercase())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| c.default.clone());
-        match c.rates.get(&cur) {
-            Some(rate) => {
-                if cur != c.to {
+        let written = if currencies.is_valid(i) {
+            currencies.value(i)
+        } else {
+            ""
+        };
+        let found = memo.entry(written).or_insert_with(|| {
+            let code = Some(written.trim().to_ascii_uppercase())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| c.default.clone());
+            let rate = c.rates.get(&code).copied();
+            Some((code, rate?))
+        });
+        match found {
+            Some((code, rate)) => {
+                if *code != c.to {
                     changed += 1;
                 }
-                out.push(amounts[i].map(|a| a * rate));
+                out.push(amounts[i].map(|a| a * *rate));
             }
             None => {
                 keep[i] = false;
                 out.push(amounts[i]);
                 w.stats("currency").rule_failures += 1;
                 let known = c.rates.keys().cloned().collect::<Vec<_>>().join(", ");
+                let code = written.trim().to_ascii_uppercase();
                 w.quarantine(
                     i,
                     "currency",
-                    format!("rule currency: no rate for `{cur}` (rates for {known})"),
+                    format!("rule currency: no rate for `{code}` (rates for {known})"),
                 );
             }
         }
@@ -597,13 +611,20 @@ fn run_checks(
         return Ok(());
     }
     let n = w.batch.num_rows();
-    let ids = w.texts("customer_id");
+    let ids = w
+        .col("customer_id")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .cloned();
     let mut keep = vec![true; n];
+    #[allow(
+        clippy::needless_range_loop,
+        reason = "i indexes the table, the ids and keep alike"
+    )]
     for i in 0..n {
         let customer_row = ids
             .as_ref()
-            .and_then(|ids| ids[i].as_ref())
-            .and_then(|id| customers.and_then(|c| c.rows.get(id).copied()));
+            .filter(|ids| ids.is_valid(i))
+            .and_then(|ids| customers.and_then(|c| c.rows.get(ids.value(i)).copied()));
         for c in &plan.checks {
             let (Some(l), Some(r)) = (
                 operand(&c.left, w, i, customer_row, customers),
@@ -832,24 +853,25 @@ fn remap_ids(w: &mut Work, field: &str, remap: &HashMap<String, String>) -> Resu
     if remap.is_empty() {
         return Ok(());
     }
-    let Some(ids) = w.texts(field) else {
+    let Some(ids) = w.col(field).and_then(|c| c.as_string_opt::<i32>()).cloned() else {
         return Ok(());
     };
     let mut changed = 0u64;
-    let out: Vec<Option<String>> = ids
-        .into_iter()
+    let out: StringArray = ids
+        .iter()
         .map(|v| {
-            v.map(|id| match remap.get(&id) {
+            v.map(|id| match remap.get(id) {
                 Some(s) => {
                     changed += 1;
-                    s.clone()
+                    s.as_str()
                 }
                 None => id,
             })
         })
         .collect();
+    let out = Arc::new(out);
     w.stats(field).normalized += changed;
-    w.set(field, Arc::new(StringArray::from(out)))
+    w.set(field, out)
 }
 
 fn impute(w: &mut Work, plan: &TablePlan) -> Result<(), LoadError> {

@@ -205,12 +205,15 @@ pub struct Comparison {
     /// Similarity from which two strings count as similar (Jaro-Winkler default 0.88,
     /// Levenshtein 0.8).
     pub similar: Option<f64>,
+    /// Similarity from which two strings not similar count as partially agreeing
+    /// (Jaro-Winkler default 0.7, Levenshtein 0.5); values below are different.
+    pub partial: Option<f64>,
     /// Days (dates) or units (numbers) within which two values are similar.
     pub within: Option<f64>,
-    /// Given m and u probabilities for the levels [exact, similar, different]; when absent
-    /// u is measured on random pairs and m estimated by EM.
-    pub m: Option<[f64; 3]>,
-    pub u: Option<[f64; 3]>,
+    /// Given m and u probabilities for the levels [exact, similar, partial, different];
+    /// when absent u is measured on random pairs and m estimated by EM.
+    pub m: Option<[f64; 4]>,
+    pub u: Option<[f64; 4]>,
 }
 
 /// Which value of a field the merged record keeps.
@@ -419,9 +422,10 @@ pub struct ComparisonPlan {
     pub fields: Vec<String>,
     pub method: Method,
     pub similar: f64,
+    pub partial: f64,
     pub within: f64,
-    pub m: Option<[f64; 3]>,
-    pub u: Option<[f64; 3]>,
+    pub m: Option<[f64; 4]>,
+    pub u: Option<[f64; 4]>,
 }
 
 #[derive(Debug, Clone)]
@@ -783,18 +787,22 @@ fn compile_dedup(
             if probs.iter().any(|p| !(0.0..=1.0).contains(p))
                 || (probs.iter().sum::<f64>() - 1.0).abs() > 1e-6
             {
-                return Err(ctx.err(span.clone(), format!("[prep.{kind}.dedup] compare `{}`: m and u are probabilities of [exact, similar, different] and must sum to 1", c.fields.join("+"))));
+                return Err(ctx.err(span.clone(), format!("[prep.{kind}.dedup] compare `{}`: m and u are probabilities of [exact, similar, partial, different] and must sum to 1", c.fields.join("+"))));
             }
         }
         let similar = c.similar.unwrap_or(match c.method {
             Method::Levenshtein => 0.8,
             _ => 0.88,
         });
-        if !(0.0..=1.0).contains(&similar) {
+        let partial = c.partial.unwrap_or(match c.method {
+            Method::Levenshtein => 0.5,
+            _ => 0.7,
+        });
+        if !(0.0..=1.0).contains(&similar) || !(0.0..=similar).contains(&partial) {
             return Err(ctx.err(
                 span.clone(),
                 format!(
-                    "[prep.{kind}.dedup] compare `{}`: similar must be in [0, 1]",
+                    "[prep.{kind}.dedup] compare `{}`: need 0 ≤ partial ≤ similar ≤ 1",
                     c.fields.join("+")
                 ),
             ));
@@ -804,6 +812,7 @@ fn compile_dedup(
             fields: c.fields.clone(),
             method: c.method,
             similar,
+            partial,
             within: c
                 .within
                 .unwrap_or(match c.method {

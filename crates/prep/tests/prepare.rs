@@ -130,3 +130,123 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn survivorship_rules_pick_each_field_from_the_right_record() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.csv"),
+        "id,email,name,city,spend,updated\n\
+         a,ann@x.com,Ann,,10,2024-01-01\n\
+         b,other@y.org,Bob,Paris,5,2024-01-01\n\
+         c,ANN@X.COM,Ann Lee,Berlin,30,2024-03-01\n\
+         d,ann@x.com,,Rome,20,2024-02-01\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("o.csv"),
+        "customer_id,timestamp,amount\nc,2024-05-01,1\n",
+    )
+    .unwrap();
+    let rules = r#"
+[customers.fields.email]
+normalize = ["email"]
+
+[customers.dedup]
+exact = ["email"]
+recency_field = "updated"
+survivorship = { default = "first", name = "longest", city = "most_recent", spend = "max", updated = "min" }
+"#;
+    let col = |n: &str| ColumnSpec::plain(ColumnRef::Name(n.into()));
+    let mut cs = SourceConfig::new(dir.path().join("c.csv"));
+    cs.columns = BTreeMap::from([
+        ("customer_id".to_string(), col("id")),
+        ("email".to_string(), col("email")),
+        ("name".to_string(), col("name")),
+        ("city".to_string(), col("city")),
+        (
+            "spend".to_string(),
+            ColumnSpec {
+                ty: Some(strata_core::FieldType::Float),
+                ..col("spend")
+            },
+        ),
+        (
+            "updated".to_string(),
+            ColumnSpec {
+                ty: Some(strata_core::FieldType::Date),
+                ..col("updated")
+            },
+        ),
+    ]);
+    let os = SourceConfig::new(dir.path().join("o.csv"));
+    let config: PrepConfig = toml::from_str(rules).unwrap();
+    let sources = BTreeMap::from([
+        ("customers", (EntityKind::Customers, &cs)),
+        ("orders", (EntityKind::Orders, &os)),
+    ]);
+    let plan = config.compile(&sources, rules, Path::new(".")).unwrap();
+    let loaded = vec![
+        load_source(EntityKind::Orders, &os).unwrap(),
+        load_source(EntityKind::Customers, &cs).unwrap(),
+    ];
+    let prepared = prepare(loaded, &plan).unwrap();
+    let customers = &prepared.sources[1];
+    use arrow::array::AsArray;
+    let text = |f: &str, i: usize| {
+        let c = customers
+            .batch
+            .column_by_name(f)
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        c.is_valid(i).then(|| c.value(i).to_string())
+    };
+    use arrow::array::Array;
+    assert_eq!(customers.batch.num_rows(), 2);
+    assert_eq!(customers.rows_merged, 2);
+    // a survives (first in the file) and keeps its id; c and d merge into it.
+    assert_eq!(text("customer_id", 0).as_deref(), Some("a"));
+    assert_eq!(text("name", 0).as_deref(), Some("Ann Lee"), "longest");
+    assert_eq!(
+        text("city", 0).as_deref(),
+        Some("Berlin"),
+        "from the most recently updated record"
+    );
+    let spend = customers
+        .batch
+        .column_by_name("spend")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float64Type>()
+        .value(0);
+    assert_eq!(spend, 30.0, "max");
+    let updated = customers
+        .batch
+        .column_by_name("updated")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+        .value(0);
+    assert_eq!(
+        updated,
+        strata_prep::parse_timestamp_micros("2024-01-01", &[]).unwrap(),
+        "min"
+    );
+    // The explanation names the key and both values.
+    let cluster = &customers.merges[0];
+    assert_eq!(
+        (cluster.survivor.as_str(), cluster.merged.clone()),
+        ("a", vec!["c".to_string(), "d".to_string()])
+    );
+    assert!(cluster.edges.iter().all(|e| e.rule == "exact:email"));
+    // The order of c now belongs to a.
+    let orders = &prepared.sources[0];
+    assert_eq!(
+        orders
+            .batch
+            .column_by_name("customer_id")
+            .unwrap()
+            .as_string::<i32>()
+            .value(0),
+        "a"
+    );
+}

@@ -46,7 +46,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Only prepare the data: load the sources, apply the [prep] rules (validation,
+    /// Only prepare the data: load the sources, apply the `[prep]` rules (validation,
     /// normalization, deduplication, imputation, pseudonymization) and write the cleaned
     /// tables as Parquet with quarantine.csv, quality.json and merges.jsonl.
     Prep {

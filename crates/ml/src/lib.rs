@@ -1,6 +1,8 @@
 //! Segmentation models: scaling, k-means, PCA, model-selection metrics, segment profiling
-//! and naming, and the saved segmentation model that assigns new customers.
+//! and naming, the saved segmentation model that assigns new customers, and customer
+//! lifetime value models (BG/NBD, Gamma-Gamma).
 
+mod clv;
 mod kmeans;
 mod metrics;
 mod model;
@@ -9,6 +11,10 @@ mod profile;
 mod scale;
 mod select;
 
+pub use clv::{
+    BgNbd, ClvError, CustomerSummary, FitSettings, GammaGamma, customer_lifetime_value, hyp2f1,
+    summarize,
+};
 pub use kmeans::{KMeans, KMeansError, KMeansInit, KMeansParams, KMeansValidParams};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};
 pub use model::{MODEL_FORMAT_VERSION, ModelError, SegmentationModel};

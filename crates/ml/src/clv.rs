@@ -165,18 +165,54 @@ struct BgNbdCost {
     scale: f64,
 }
 
+/// Log-likelihood and gradient, summed over fixed chunks of groups in parallel and then in
+/// chunk order, so the result is the same on any number of threads.
 fn bgnbd_ll_grad(groups: &[([f64; 3], f64)], p: [f64; 4]) -> (f64, [f64; 4]) {
+    use rayon::prelude::*;
+    let parts: Vec<(f64, [f64; 4])> = groups
+        .par_chunks(2048)
+        .map(|chunk| bgnbd_ll_grad_chunk(chunk, p))
+        .collect();
+    let mut ll = 0.0;
+    let mut g = [0.0; 4];
+    for (l, d) in parts {
+        ll += l;
+        for (gi, di) in g.iter_mut().zip(d) {
+            *gi += di;
+        }
+    }
+    (ll, g)
+}
+
+fn bgnbd_ll_grad_chunk(groups: &[([f64; 3], f64)], p: [f64; 4]) -> (f64, [f64; 4]) {
     let [r, alpha, a, b] = p;
     let (lg_r, lg_a_b, lg_b) = (ln_gamma(r), ln_gamma(a + b), ln_gamma(b));
     let (dg_r, dg_a_b, dg_b) = (digamma(r), digamma(a + b), digamma(b));
     let mut ll = 0.0;
     let mut g = [0.0; 4];
+    // Groups are sorted by x, and the gamma-function terms depend on x alone: computing them
+    // once per distinct x (a few dozen values) instead of once per group is what makes a
+    // fit take milliseconds.
+    let (ln_alpha, ln_a) = (alpha.ln(), a.ln());
+    let mut cached_x = f64::NAN;
+    let (mut lg_r_x, mut lg_b_x, mut lg_a_b_x, mut dg_r_x, mut dg_b_x, mut dg_a_b_x) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for &([x, t_x, t], w) in groups {
-        let a1 = ln_gamma(r + x) - lg_r + r * alpha.ln();
-        let a2 = lg_a_b + ln_gamma(b + x) - lg_b - ln_gamma(a + b + x);
-        let a3 = -(r + x) * (alpha + t).ln();
+        if x != cached_x {
+            cached_x = x;
+            lg_r_x = ln_gamma(r + x);
+            lg_b_x = ln_gamma(b + x);
+            lg_a_b_x = ln_gamma(a + b + x);
+            dg_r_x = digamma(r + x);
+            dg_b_x = digamma(b + x);
+            dg_a_b_x = digamma(a + b + x);
+        }
+        let (ln_alpha_t, ln_alpha_tx) = ((alpha + t).ln(), (alpha + t_x).ln());
+        let a1 = lg_r_x - lg_r + r * ln_alpha;
+        let a2 = lg_a_b + lg_b_x - lg_b - lg_a_b_x;
+        let a3 = -(r + x) * ln_alpha_t;
         let (lse, w3, w4, a4) = if x > 0.0 {
-            let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + t_x).ln();
+            let a4 = ln_a - (b + x - 1.0).ln() - (r + x) * ln_alpha_tx;
             let lse = log_add_exp(a3, a4);
             (lse, (a3 - lse).exp(), (a4 - lse).exp(), a4)
         } else {
@@ -184,16 +220,12 @@ fn bgnbd_ll_grad(groups: &[([f64; 3], f64)], p: [f64; 4]) -> (f64, [f64; 4]) {
         };
         let _ = a4;
         ll += w * (a1 + a2 + lse);
-        let dg_r_x = digamma(r + x);
-        let dg_a_b_x = digamma(a + b + x);
         // ∂/∂r, ∂/∂α, ∂/∂a, ∂/∂b of each customer's log-likelihood.
-        let d_r = dg_r_x - dg_r + alpha.ln() - w3 * (alpha + t).ln() - w4 * (alpha + t_x).ln();
+        let d_r = dg_r_x - dg_r + ln_alpha - w3 * ln_alpha_t - w4 * ln_alpha_tx;
         let d_alpha = r / alpha - w3 * (r + x) / (alpha + t) - w4 * (r + x) / (alpha + t_x);
         let d_a = dg_a_b - dg_a_b_x + if x > 0.0 { w4 / a } else { 0.0 };
-        let d_b = dg_a_b + digamma(b + x)
-            - dg_b
-            - dg_a_b_x
-            - if x > 0.0 { w4 / (b + x - 1.0) } else { 0.0 };
+        let d_b =
+            dg_a_b + dg_b_x - dg_b - dg_a_b_x - if x > 0.0 { w4 / (b + x - 1.0) } else { 0.0 };
         for (gi, d) in g.iter_mut().zip([d_r, d_alpha, d_a, d_b]) {
             *gi += w * d;
         }
@@ -207,12 +239,9 @@ impl CostFunction for BgNbdCost {
     fn cost(&self, lp: &Vec<f64>) -> Result<f64, argmin::core::Error> {
         let p = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
         let (ll, _) = bgnbd_ll_grad(&self.groups, p);
-        let cost = -ll + self.penalty * p.iter().map(|v| v * v).sum::<f64>();
-        Ok(if cost.is_finite() {
-            cost
-        } else {
-            f64::INFINITY
-        })
+        let cost = -ll * self.scale + self.penalty * p.iter().map(|v| v * v).sum::<f64>();
+        // Out of the model's domain: a value the line search can step back from.
+        Ok(if cost.is_finite() { cost } else { f64::MAX })
     }
 }
 
@@ -246,7 +275,8 @@ impl Default for FitSettings {
     }
 }
 
-/// Minimizes `cost` from each start; the best converged result wins.
+/// Minimizes `cost` from the first start, falling back to the next ones when a start does
+/// not converge.
 fn minimize<C>(
     model: &'static str,
     cost: &C,
@@ -298,6 +328,7 @@ where
                 if best.as_ref().is_none_or(|b| cost_value < b.1) {
                     best = Some((param, cost_value, state.get_iter()));
                 }
+                break;
             }
             Err(e) => reasons.push(e.to_string()),
         }
@@ -436,12 +467,9 @@ impl CostFunction for GammaGammaCost {
     fn cost(&self, lp: &Vec<f64>) -> Result<f64, argmin::core::Error> {
         let p = [lp[0].exp(), lp[1].exp(), lp[2].exp()];
         let (ll, _) = gg_ll_grad(&self.data, p[0], p[1], p[2]);
-        let cost = -ll + self.penalty * p.iter().map(|v| v * v).sum::<f64>();
-        Ok(if cost.is_finite() {
-            cost
-        } else {
-            f64::INFINITY
-        })
+        let cost = -ll * self.scale + self.penalty * p.iter().map(|v| v * v).sum::<f64>();
+        // Out of the model's domain: a value the line search can step back from.
+        Ok(if cost.is_finite() { cost } else { f64::MAX })
     }
 }
 
@@ -477,7 +505,10 @@ impl GammaGamma {
     /// non-positive mean spend among repeat buyers is an error, since the model is for
     /// positive values.
     pub fn fit(summary: &[CustomerSummary], settings: FitSettings) -> Result<Self, ClvError> {
-        if let Some(c) = summary.iter().find(|c| c.x > 0.0 && (c.monetary.is_nan() || c.monetary <= 0.0)) {
+        if let Some(c) = summary
+            .iter()
+            .find(|c| c.x > 0.0 && (c.monetary.is_nan() || c.monetary <= 0.0))
+        {
             return Err(ClvError::Spend(format!(
                 "customer {} has repeat purchases with mean value {} (refunds or zero-value orders should be removed first)",
                 c.id, c.monetary

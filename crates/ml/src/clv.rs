@@ -159,6 +159,7 @@ fn log_add_exp(a: f64, b: f64) -> f64 {
 #[derive(Clone)]
 struct BgNbdCost {
     groups: Vec<([f64; 3], f64)>,
+    variant: Variant,
     penalty: f64,
     /// 1 / customers: the optimizer sees the mean log-likelihood, so its first steps are of
     /// a sensible size whatever the number of customers.
@@ -167,11 +168,11 @@ struct BgNbdCost {
 
 /// Log-likelihood and gradient, summed over fixed chunks of groups in parallel and then in
 /// chunk order, so the result is the same on any number of threads.
-fn bgnbd_ll_grad(groups: &[([f64; 3], f64)], p: [f64; 4]) -> (f64, [f64; 4]) {
+fn bgnbd_ll_grad(groups: &[([f64; 3], f64)], p: [f64; 4], variant: Variant) -> (f64, [f64; 4]) {
     use rayon::prelude::*;
     let parts: Vec<(f64, [f64; 4])> = groups
         .par_chunks(2048)
-        .map(|chunk| bgnbd_ll_grad_chunk(chunk, p))
+        .map(|chunk| bgnbd_ll_grad_chunk(chunk, p, variant))
         .collect();
     let mut ll = 0.0;
     let mut g = [0.0; 4];
@@ -184,7 +185,18 @@ fn bgnbd_ll_grad(groups: &[([f64; 3], f64)], p: [f64; 4]) -> (f64, [f64; 4]) {
     (ll, g)
 }
 
-fn bgnbd_ll_grad_chunk(groups: &[([f64; 3], f64)], p: [f64; 4]) -> (f64, [f64; 4]) {
+/// BG/NBD and its modification differ in two places: the modified model lets a customer
+/// drop out right after the first purchase too (so the dropout term applies at x = 0), which
+/// shifts the Beta terms by one purchase.
+fn bgnbd_ll_grad_chunk(
+    groups: &[([f64; 3], f64)],
+    p: [f64; 4],
+    variant: Variant,
+) -> (f64, [f64; 4]) {
+    let k = match variant {
+        Variant::BgNbd => 0.0,
+        Variant::Modified => 1.0,
+    };
     let [r, alpha, a, b] = p;
     let (lg_r, lg_a_b, lg_b) = (ln_gamma(r), ln_gamma(a + b), ln_gamma(b));
     let (dg_r, dg_a_b, dg_b) = (digamma(r), digamma(a + b), digamma(b));
@@ -201,18 +213,19 @@ fn bgnbd_ll_grad_chunk(groups: &[([f64; 3], f64)], p: [f64; 4]) -> (f64, [f64; 4
         if x != cached_x {
             cached_x = x;
             lg_r_x = ln_gamma(r + x);
-            lg_b_x = ln_gamma(b + x);
-            lg_a_b_x = ln_gamma(a + b + x);
+            lg_b_x = ln_gamma(b + x + k);
+            lg_a_b_x = ln_gamma(a + b + x + k);
             dg_r_x = digamma(r + x);
-            dg_b_x = digamma(b + x);
-            dg_a_b_x = digamma(a + b + x);
+            dg_b_x = digamma(b + x + k);
+            dg_a_b_x = digamma(a + b + x + k);
         }
         let (ln_alpha_t, ln_alpha_tx) = ((alpha + t).ln(), (alpha + t_x).ln());
         let a1 = lg_r_x - lg_r + r * ln_alpha;
         let a2 = lg_a_b + lg_b_x - lg_b - lg_a_b_x;
         let a3 = -(r + x) * ln_alpha_t;
-        let (lse, w3, w4, a4) = if x > 0.0 {
-            let a4 = ln_a - (b + x - 1.0).ln() - (r + x) * ln_alpha_tx;
+        let drops = x > 0.0 || variant == Variant::Modified;
+        let (lse, w3, w4, a4) = if drops {
+            let a4 = ln_a - (b + x - 1.0 + k).ln() - (r + x) * ln_alpha_tx;
             let lse = log_add_exp(a3, a4);
             (lse, (a3 - lse).exp(), (a4 - lse).exp(), a4)
         } else {
@@ -223,9 +236,9 @@ fn bgnbd_ll_grad_chunk(groups: &[([f64; 3], f64)], p: [f64; 4]) -> (f64, [f64; 4
         // ∂/∂r, ∂/∂α, ∂/∂a, ∂/∂b of each customer's log-likelihood.
         let d_r = dg_r_x - dg_r + ln_alpha - w3 * ln_alpha_t - w4 * ln_alpha_tx;
         let d_alpha = r / alpha - w3 * (r + x) / (alpha + t) - w4 * (r + x) / (alpha + t_x);
-        let d_a = dg_a_b - dg_a_b_x + if x > 0.0 { w4 / a } else { 0.0 };
+        let d_a = dg_a_b - dg_a_b_x + if drops { w4 / a } else { 0.0 };
         let d_b =
-            dg_a_b + dg_b_x - dg_b - dg_a_b_x - if x > 0.0 { w4 / (b + x - 1.0) } else { 0.0 };
+            dg_a_b + dg_b_x - dg_b - dg_a_b_x - if drops { w4 / (b + x - 1.0 + k) } else { 0.0 };
         for (gi, d) in g.iter_mut().zip([d_r, d_alpha, d_a, d_b]) {
             *gi += w * d;
         }
@@ -238,7 +251,7 @@ impl CostFunction for BgNbdCost {
     type Output = f64;
     fn cost(&self, lp: &Vec<f64>) -> Result<f64, argmin::core::Error> {
         let p = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
-        let (ll, _) = bgnbd_ll_grad(&self.groups, p);
+        let (ll, _) = bgnbd_ll_grad(&self.groups, p, self.variant);
         let cost = -ll * self.scale + self.penalty * p.iter().map(|v| v * v).sum::<f64>();
         // Out of the model's domain: a value the line search can step back from.
         Ok(if cost.is_finite() { cost } else { f64::MAX })
@@ -250,7 +263,7 @@ impl Gradient for BgNbdCost {
     type Gradient = Vec<f64>;
     fn gradient(&self, lp: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
         let p = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
-        let (_, g) = bgnbd_ll_grad(&self.groups, p);
+        let (_, g) = bgnbd_ll_grad(&self.groups, p, self.variant);
         // Chain rule for log-parameters: ∂/∂log p = p ∂/∂p.
         Ok((0..4)
             .map(|i| -(g[i] * p[i]) * self.scale + self.penalty * 2.0 * p[i] * p[i])
@@ -339,10 +352,21 @@ where
     })
 }
 
+/// Which purchase model: BG/NBD (Fader, Hardie & Lee 2005), or the modified BG/NBD
+/// (Batislam, Denizel & Filiztekin 2007) in which a customer may also drop out right after
+/// the first purchase, so customers without repeats are not all assumed alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    BgNbd,
+    Modified,
+}
+
 /// A fitted BG/NBD model: purchases while alive are Poisson with rate λ ~ Gamma(r, α);
 /// after each purchase a customer drops out with probability p ~ Beta(a, b).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BgNbd {
+    pub variant: Variant,
     pub r: f64,
     pub alpha: f64,
     pub a: f64,
@@ -353,8 +377,24 @@ pub struct BgNbd {
 }
 
 impl BgNbd {
-    /// Fits by maximum likelihood. Needs at least one repeat purchase.
+    /// Fits BG/NBD by maximum likelihood. Needs at least one repeat purchase.
     pub fn fit(summary: &[CustomerSummary], settings: FitSettings) -> Result<Self, ClvError> {
+        Self::fit_variant(summary, settings, Variant::BgNbd)
+    }
+
+    /// Fits the modified BG/NBD by maximum likelihood.
+    pub fn fit_modified(
+        summary: &[CustomerSummary],
+        settings: FitSettings,
+    ) -> Result<Self, ClvError> {
+        Self::fit_variant(summary, settings, Variant::Modified)
+    }
+
+    fn fit_variant(
+        summary: &[CustomerSummary],
+        settings: FitSettings,
+        variant: Variant,
+    ) -> Result<Self, ClvError> {
         if summary.is_empty() {
             return Err(ClvError::NoCustomers);
         }
@@ -371,6 +411,7 @@ impl BgNbd {
             )));
         }
         let cost = BgNbdCost {
+            variant,
             groups: grouped(summary),
             penalty: settings.penalty,
             scale: 1.0 / summary.len() as f64,
@@ -384,11 +425,16 @@ impl BgNbd {
         .iter()
         .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
         .collect();
-        let (lp, cost_value, iterations) = minimize("BG/NBD", &cost, &starts, settings.max_iter)?;
+        let name = match variant {
+            Variant::BgNbd => "BG/NBD",
+            Variant::Modified => "modified BG/NBD",
+        };
+        let (lp, cost_value, iterations) = minimize(name, &cost, &starts, settings.max_iter)?;
         let p: Vec<f64> = lp.iter().map(|v| v.exp()).collect();
-        let (ll, _) = bgnbd_ll_grad(&cost.groups, [p[0], p[1], p[2], p[3]]);
+        let (ll, _) = bgnbd_ll_grad(&cost.groups, [p[0], p[1], p[2], p[3]], variant);
         let _ = cost_value;
         Ok(Self {
+            variant,
             r: p[0],
             alpha: p[1],
             a: p[2],
@@ -401,15 +447,32 @@ impl BgNbd {
 
     /// Probability that a customer with this history is still alive at T.
     pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
-        if x == 0.0 {
+        1.0 / self.dropout_odds(x, t_x, t)
+    }
+
+    /// 1 + the odds that the customer dropped out after the last purchase.
+    fn dropout_odds(&self, x: f64, t_x: f64, t: f64) -> f64 {
+        let k = self.k();
+        if x == 0.0 && self.variant == Variant::BgNbd {
             return 1.0;
         }
         let ratio = ((self.alpha + t) / (self.alpha + t_x)).ln() * (self.r + x);
-        1.0 / (1.0 + self.a / (self.b + x - 1.0) * ratio.exp())
+        1.0 + self.a / (self.b + x - 1.0 + k) * ratio.exp()
+    }
+
+    fn k(&self) -> f64 {
+        match self.variant {
+            Variant::BgNbd => 0.0,
+            Variant::Modified => 1.0,
+        }
     }
 
     /// Expected purchases in (0, t] of a new customer.
     pub fn expected_purchases(&self, t: f64) -> f64 {
+        if self.variant == Variant::Modified {
+            // A new customer is one with no repeats observed over no time.
+            return self.conditional_expected_purchases(t, 0.0, 0.0, 0.0);
+        }
         let (r, alpha, a, b) = (self.r, self.alpha, self.a, self.b);
         let z = t / (alpha + t);
         (a + b - 1.0) / (a - 1.0)
@@ -418,18 +481,13 @@ impl BgNbd {
 
     /// Expected purchases in the next `horizon` of a customer with this history.
     pub fn conditional_expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> f64 {
-        let (r, alpha, a, b) = (self.r, self.alpha, self.a, self.b);
+        let (r, alpha, a, b, k) = (self.r, self.alpha, self.a, self.b, self.k());
         let z = horizon / (alpha + t + horizon);
-        let head = (a + b + x - 1.0) / (a - 1.0);
+        let head = (a + b + x - 1.0 + k) / (a - 1.0);
         let body = 1.0
             - ((alpha + t) / (alpha + t + horizon)).powf(r + x)
-                * hyp2f1(r + x, b + x, a + b + x - 1.0, z);
-        let tail = if x > 0.0 {
-            1.0 + a / (b + x - 1.0) * ((alpha + t) / (alpha + t_x)).powf(r + x)
-        } else {
-            1.0
-        };
-        head * body / tail
+                * hyp2f1(r + x, b + x + k, a + b + x - 1.0 + k, z);
+        head * body / self.dropout_odds(x, t_x, t)
     }
 }
 
@@ -656,6 +714,30 @@ mod tests {
         assert_eq!(actual, 1882.0);
     }
 
+    /// Reference: the Python `lifetimes` package (0.11.3, `ModifiedBetaGeoFitter`) on the same
+    /// summary — an independent implementation; see bench/clv_vs_lifetimes.py for how the
+    /// summary is built there.
+    #[test]
+    fn modified_bgnbd_matches_lifetimes_on_cdnow_sample() {
+        let summary = summarize(&cdnow_sample(), CALIBRATION_END, None, 7.0).unwrap();
+        let m = BgNbd::fit_modified(&summary, FitSettings::default()).unwrap();
+        let rel = |v: f64, want: f64| (v - want).abs() <= 1e-4 * want.abs();
+        assert!(rel(m.r, 0.524842903149598), "r = {}", m.r);
+        assert!(rel(m.alpha, 6.183081764399279), "α = {}", m.alpha);
+        assert!(rel(m.a, 0.8913595172711999), "a = {}", m.a);
+        assert!(rel(m.b, 1.6140029311982655), "b = {}", m.b);
+        assert!(
+            (m.log_likelihood - -9582.135715553766).abs() < 1e-3,
+            "LL = {}",
+            m.log_likelihood
+        );
+        let e = m.conditional_expected_purchases(39.0, 2.0, 30.43, 38.86);
+        assert!((e - 1.2626692202500718).abs() < 1e-4, "{e}");
+        assert!((m.p_alive(2.0, 30.43, 38.86) - 0.7061257).abs() < 1e-5);
+        // Unlike BG/NBD, a customer without repeats may have dropped out.
+        assert!(m.p_alive(0.0, 0.0, 38.0) < 1.0);
+    }
+
     #[test]
     fn gamma_gamma_reproduces_fader_hardie_on_cdnow_sample() {
         let summary = summarize(&cdnow_sample(), CALIBRATION_END, None, 7.0).unwrap();
@@ -676,18 +758,22 @@ mod tests {
         let summary = summarize(&cdnow_sample(), CALIBRATION_END, None, 7.0).unwrap();
         let groups = grouped(&summary);
         let p = [0.3, 4.0, 0.8, 2.5];
-        let (_, g) = bgnbd_ll_grad(&groups, p);
-        for i in 0..4 {
-            let h = 1e-6 * p[i];
-            let (mut up, mut down) = (p, p);
-            up[i] += h;
-            down[i] -= h;
-            let num = (bgnbd_ll_grad(&groups, up).0 - bgnbd_ll_grad(&groups, down).0) / (2.0 * h);
-            assert!(
-                (num - g[i]).abs() <= 1e-5 * num.abs().max(1.0),
-                "param {i}: {num} vs {}",
-                g[i]
-            );
+        for variant in [Variant::BgNbd, Variant::Modified] {
+            let (_, g) = bgnbd_ll_grad(&groups, p, variant);
+            for i in 0..4 {
+                let h = 1e-6 * p[i];
+                let (mut up, mut down) = (p, p);
+                up[i] += h;
+                down[i] -= h;
+                let num = (bgnbd_ll_grad(&groups, up, variant).0
+                    - bgnbd_ll_grad(&groups, down, variant).0)
+                    / (2.0 * h);
+                assert!(
+                    (num - g[i]).abs() <= 1e-5 * num.abs().max(1.0),
+                    "{variant:?} param {i}: {num} vs {}",
+                    g[i]
+                );
+            }
         }
         let data: Vec<(f64, f64)> = summary
             .iter()

@@ -12,8 +12,8 @@ mod scale;
 mod select;
 
 pub use clv::{
-    BgNbd, ClvError, CustomerSummary, FitSettings, GammaGamma, Variant, customer_lifetime_value,
-    hyp2f1, summarize,
+    BgNbd, ClvError, CustomerSummary, FitSettings, GammaGamma, ParetoNbd, Variant,
+    customer_lifetime_value, hyp2f1, summarize,
 };
 pub use kmeans::{KMeans, KMeansError, KMeansInit, KMeansParams, KMeansValidParams};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};

@@ -57,6 +57,17 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Fit customer lifetime value models on the orders source (BG/NBD or modified BG/NBD
+    /// for purchases, Gamma-Gamma for spend; settings under `[clv]`) and write clv.csv
+    /// (per customer: P(alive), expected purchases, expected spend, CLV) and clv.json.
+    Clv {
+        /// The pipeline config.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output directory (default: `[run] output` in the config).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Generate a realistic e-commerce world with known latent segments.
     Generate {
         /// Number of customers.
@@ -312,6 +323,32 @@ fn prep_config(config: &Config, out: &Path) -> Result<()> {
     Ok(())
 }
 
+fn clv_config(config: &Config, out: &Path) -> Result<()> {
+    let bars = Bars::new();
+    let s = strata_engine::clv(config, out, &bars)?;
+    let m = &s.purchases;
+    println!(
+        "{} customers, calibration to {}: {:?} r = {:.4}, alpha = {:.4}, a = {:.4}, b = {:.4}, log-likelihood {:.2}",
+        s.customers, s.calibration_end, m.variant, m.r, m.alpha, m.a, m.b, m.log_likelihood
+    );
+    match &s.spend {
+        Some(g) => println!(
+            "spend (Gamma-Gamma on {} repeat buyers): p = {:.4}, q = {:.4}, gamma = {:.4}; frequency-spend correlation {:.3}",
+            g.customers, g.p, g.q, g.gamma, g.frequency_spend_correlation
+        ),
+        None => println!(
+            "spend model not fitted (too few repeat buyers with positive spend): CLV left empty"
+        ),
+    }
+    if let Some((expected, actual)) = s.holdout {
+        println!("holdout: expected {expected:.1} repeat purchases, actual {actual:.0}");
+    }
+    for f in &s.files {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result =
@@ -330,6 +367,12 @@ fn main() -> ExitCode {
                         .clone()
                         .unwrap_or_else(|| c.resolve(&c.run.output).join("prep"));
                     prep_config(&c, &out)
+                }),
+            Command::Clv { config, out } => Config::load(config)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| {
+                    let out = out.clone().unwrap_or_else(|| c.resolve(&c.run.output));
+                    clv_config(&c, &out)
                 }),
             Command::Generate {
                 customers,

@@ -32,6 +32,7 @@ fn help_lists_the_commands_with_examples() {
         "quickstart",
         "run",
         "prep",
+        "clv",
         "generate",
         "Examples:",
         "strata run --config",
@@ -225,6 +226,17 @@ fn generate_then_run_on_the_generated_world() {
     ] {
         assert!(dir.path().join("prepared").join(f).exists(), "{f}");
     }
+    let clv = strata(
+        &["clv", "--config", "world/strata.toml", "--out", "clv"],
+        dir.path(),
+    );
+    assert!(clv.status.success(), "{}", text(&clv.stderr));
+    let stdout = text(&clv.stdout);
+    assert!(
+        stdout.contains("r = ") && stdout.contains("Gamma-Gamma"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("clv/clv.csv").exists());
     let zero = strata(&["generate", "--customers", "0", "--out", "w0"], dir.path());
     assert!(!zero.status.success());
     assert!(text(&zero.stderr).contains("--customers must be at least 1"));

@@ -23,6 +23,9 @@ pub struct Config {
     /// Cleaning steps per table: normalization, validation, dedup, imputation, pseudonyms.
     #[serde(default)]
     pub prep: PrepConfig,
+    /// Customer lifetime value models (`strata clv`).
+    #[serde(default)]
+    pub clv: crate::clv::ClvConfig,
     /// `[prep]` checked against the sources, with the HMAC key loaded.
     #[serde(skip)]
     pub prep_plan: PrepPlan,
@@ -240,6 +243,7 @@ impl Config {
                 "[segmentation] silhouette_sample must be at least 100".into(),
             ));
         }
+        self.clv.check().map_err(invalid)?;
         if let Some(a) = &self.run.as_of {
             match strata_prep::parse_timestamp_micros(a, &[]) {
                 Some(micros) => self.as_of_micros = Some(micros),

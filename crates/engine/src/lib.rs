@@ -4,10 +4,12 @@
 //!
 //! The CLI (and later the server) call only this crate.
 
+mod clv;
 mod config;
 mod output;
 mod pipeline;
 
+pub use clv::{ClvConfig, ClvSummary, clv};
 pub use config::{
     Config, FeaturesConfig, RunConfig, Scaling, SegmentationConfig, SourcesConfig,
     generated_world_config, quickstart_config,

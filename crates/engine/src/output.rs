@@ -316,6 +316,14 @@ pub(crate) fn dedup_summaries(prepared: &[PreparedSource]) -> Vec<DedupSummary> 
         .collect()
 }
 
+/// Writes named outputs into `dir`, each atomically; returns the paths.
+pub(crate) fn write_named(
+    dir: &Path,
+    files: Vec<(&str, Vec<u8>)>,
+) -> Result<Vec<PathBuf>, EngineError> {
+    write_files(dir, files)
+}
+
 /// Writes rendered outputs into `dir`, each atomically; returns the paths.
 fn write_files<N: AsRef<str>>(
     dir: &Path,

@@ -53,6 +53,8 @@ pub enum EngineError {
     Features(#[from] FeatureError),
     #[error("model fitting failed: {0}")]
     Model(String),
+    #[error("customer lifetime value: {0}")]
+    Clv(String),
     #[error(transparent)]
     Report(#[from] ReportError),
 }

@@ -360,3 +360,32 @@ fn identical_customers_do_not_break_the_run() {
     );
     assert!(dir.path().join("out/report.html").exists());
 }
+
+#[test]
+fn clv_on_cdnow_master_matches_the_reference_fit() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/cdnow");
+    let mut text = strata_engine::quickstart_config("CDNOW_master.txt");
+    text.push_str("\n[clv]\ncalibration_end = \"1997-09-30\"\nholdout_end = \"1998-06-30\"\n");
+    let config = Config::parse(&text, &data.join("strata.toml"), &data).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let s = strata_engine::clv(&config, out.path(), &NoProgress).unwrap();
+    assert_eq!(s.customers, 23_570);
+    // lifetimes 0.11.3 on the same summary (bench/clv_vs_lifetimes.py).
+    assert!((s.purchases.r - 0.251624).abs() < 1e-5, "{}", s.purchases.r);
+    assert!((s.purchases.log_likelihood - -95368.4439).abs() < 1e-3);
+    let (expected, actual) = s.holdout.unwrap();
+    assert!(expected > 0.0 && actual > 0.0);
+    let csv = std::fs::read_to_string(out.path().join("clv.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 23_571);
+    assert!(csv.starts_with(
+        "customer_id,frequency,recency,T,monetary,p_alive,expected_purchases,expected_spend,clv\n"
+    ));
+    let bad = format!("{text}\n").replace(
+        "calibration_end = \"1997-09-30\"",
+        "calibration_end = \"soon\"",
+    );
+    let e = Config::parse(&bad, &data.join("strata.toml"), &data)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[clv] calibration_end"), "{e}");
+}

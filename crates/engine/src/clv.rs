@@ -1,0 +1,252 @@
+//! `strata clv`: purchase (BG/NBD) and spend (Gamma-Gamma) models fitted on the orders
+//! source, and per-customer P(alive), expected purchases and discounted lifetime value.
+
+use crate::config::Config;
+use crate::pipeline::{EngineError, Progress, load_and_prepare};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use strata_core::EntityKind;
+use strata_ml::{
+    BgNbd, CustomerSummary, FitSettings, GammaGamma, customer_lifetime_value, summarize,
+};
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// `[clv]` in strata.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClvConfig {
+    /// Last day of the calibration period (`YYYY-MM-DD`); default: the day before `[run]
+    /// as_of`, or the last order day.
+    pub calibration_end: Option<String>,
+    /// Last day of an optional holdout period, compared with the model's expectation.
+    pub holdout_end: Option<String>,
+    /// The time unit of the models, in days (7: weeks).
+    #[serde(default = "default_unit")]
+    pub unit_days: f64,
+    /// CLV horizon: this many periods of `period_units` units each, discounted per period.
+    #[serde(default = "default_periods")]
+    pub periods: usize,
+    #[serde(default = "default_period_units")]
+    pub period_units: f64,
+    #[serde(default = "default_discount")]
+    pub discount_rate: f64,
+    /// Share of revenue that is margin.
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// Modified BG/NBD instead of BG/NBD.
+    #[serde(default)]
+    pub modified: bool,
+}
+
+fn default_unit() -> f64 {
+    7.0
+}
+fn default_periods() -> usize {
+    12
+}
+fn default_period_units() -> f64 {
+    4.345
+}
+fn default_discount() -> f64 {
+    0.01
+}
+fn default_margin() -> f64 {
+    1.0
+}
+
+impl Default for ClvConfig {
+    fn default() -> Self {
+        Self {
+            calibration_end: None,
+            holdout_end: None,
+            unit_days: default_unit(),
+            periods: default_periods(),
+            period_units: default_period_units(),
+            discount_rate: default_discount(),
+            margin: default_margin(),
+            modified: false,
+        }
+    }
+}
+
+impl ClvConfig {
+    /// Checks the settings (called when the config is read).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("calibration_end", &self.calibration_end),
+            ("holdout_end", &self.holdout_end),
+        ] {
+            if let Some(d) = v
+                && strata_prep::parse_timestamp_micros(d, &["%Y-%m-%d".to_string()]).is_none()
+            {
+                return Err(format!(
+                    "[clv] {name} = \"{d}\" is not a date (use YYYY-MM-DD)"
+                ));
+            }
+        }
+        if !(self.unit_days > 0.0 && self.period_units > 0.0) {
+            return Err("[clv] unit_days and period_units must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.discount_rate) || !(0.0..=1.0).contains(&self.margin) {
+            return Err("[clv] needs 0 ≤ discount_rate < 1 and 0 ≤ margin ≤ 1".into());
+        }
+        if self.periods == 0 {
+            return Err("[clv] periods must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// What `strata clv` produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClvSummary {
+    pub customers: usize,
+    pub calibration_end: String,
+    pub purchases: BgNbd,
+    pub spend: Option<GammaGamma>,
+    /// (expected, actual) repeat purchases in the holdout period, summed over customers.
+    pub holdout: Option<(f64, f64)>,
+    pub files: Vec<PathBuf>,
+}
+
+fn day_of(text: &str) -> Option<i64> {
+    strata_prep::parse_timestamp_micros(text, &["%Y-%m-%d".to_string()])
+        .map(|m| m.div_euclid(DAY_MICROS))
+}
+
+/// Fits the CLV models on the orders source and writes `clv.csv` and `clv.json`.
+pub fn clv(
+    config: &Config,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<ClvSummary, EngineError> {
+    let c = &config.clv;
+    let prepared = load_and_prepare(config, progress)?;
+    let orders = prepared
+        .iter()
+        .find(|p| p.kind == EntityKind::Orders)
+        .ok_or_else(|| EngineError::Model("no orders source".into()))?;
+    let b = &orders.batch;
+    let (Some(ids), Some(ts), Some(amount)) = (
+        b.column_by_name("customer_id")
+            .and_then(|c| c.as_string_opt::<i32>()),
+        b.column_by_name("timestamp")
+            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>()),
+        b.column_by_name("amount")
+            .and_then(|c| c.as_primitive_opt::<Float64Type>()),
+    ) else {
+        return Err(EngineError::Model(
+            "orders lack customer_id, timestamp or amount".into(),
+        ));
+    };
+    let transactions: Vec<(String, i64, f64)> = (0..b.num_rows())
+        .filter(|&i| ids.is_valid(i) && ts.is_valid(i))
+        .map(|i| {
+            (
+                ids.value(i).to_string(),
+                ts.value(i).div_euclid(DAY_MICROS),
+                if amount.is_valid(i) {
+                    amount.value(i)
+                } else {
+                    0.0
+                },
+            )
+        })
+        .collect();
+    let last_day = transactions.iter().map(|t| t.1).max().unwrap_or(0);
+    let calibration_end = match (&c.calibration_end, config.as_of_micros) {
+        (Some(d), _) => day_of(d).unwrap_or(last_day),
+        (None, Some(as_of)) => as_of.div_euclid(DAY_MICROS) - 1,
+        (None, None) => last_day,
+    };
+    let holdout_end = c.holdout_end.as_deref().and_then(day_of);
+    let to_model = |e: strata_ml::ClvError| EngineError::Clv(e.to_string());
+    progress.start("fitting purchase and spend models", 1);
+    let summary =
+        summarize(&transactions, calibration_end, holdout_end, c.unit_days).map_err(to_model)?;
+    let settings = FitSettings::default();
+    let purchases = if c.modified {
+        BgNbd::fit_modified(&summary, settings)
+    } else {
+        BgNbd::fit(&summary, settings)
+    }
+    .map_err(to_model)?;
+    // Without enough repeat buyers with positive spend, CLV is reported as missing rather
+    // than failing the purchase model.
+    let spend = GammaGamma::fit(&summary, settings).ok();
+    progress.finish();
+    let horizon = c.periods as f64 * c.period_units;
+    let holdout = holdout_end.map(|end| {
+        let span = (end - calibration_end) as f64 / c.unit_days;
+        let expected: f64 = summary
+            .iter()
+            .map(|s| purchases.conditional_expected_purchases(span, s.x, s.t_x, s.t))
+            .sum();
+        (expected, summary.iter().map(|s| s.holdout_x).sum())
+    });
+    let mut csv = String::from(
+        "customer_id,frequency,recency,T,monetary,p_alive,expected_purchases,expected_spend,clv\n",
+    );
+    let row = |s: &CustomerSummary| {
+        let e = purchases.conditional_expected_purchases(horizon, s.x, s.t_x, s.t);
+        let (spend_v, clv_v) = match &spend {
+            Some(g) => (
+                format!("{:.4}", g.expected_spend(s.x, s.monetary)),
+                format!(
+                    "{:.4}",
+                    customer_lifetime_value(
+                        &purchases,
+                        g,
+                        s,
+                        c.periods,
+                        c.period_units,
+                        c.discount_rate,
+                        c.margin
+                    )
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let id = if s.id.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.id.replace('"', "\"\""))
+        } else {
+            s.id.clone()
+        };
+        format!(
+            "{id},{},{:.4},{:.4},{:.4},{:.6},{:.4},{spend_v},{clv_v}\n",
+            s.x,
+            s.t_x,
+            s.t,
+            s.monetary,
+            purchases.p_alive(s.x, s.t_x, s.t),
+            e
+        )
+    };
+    for s in &summary {
+        csv.push_str(&row(s));
+    }
+    let calibration_text = chrono::DateTime::from_timestamp(calibration_end * 86_400, 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let mut result = ClvSummary {
+        customers: summary.len(),
+        calibration_end: calibration_text,
+        purchases,
+        spend,
+        holdout,
+        files: Vec::new(),
+    };
+    let json =
+        serde_json::to_string_pretty(&result).map_err(|e| EngineError::Model(e.to_string()))?;
+    result.files = crate::output::write_named(
+        out_dir,
+        vec![
+            ("clv.csv", csv.into_bytes()),
+            ("clv.json", json.into_bytes()),
+        ],
+    )?;
+    Ok(result)
+}

@@ -224,14 +224,13 @@ fn bgnbd_ll_grad_chunk(
         let a2 = lg_a_b + lg_b_x - lg_b - lg_a_b_x;
         let a3 = -(r + x) * ln_alpha_t;
         let drops = x > 0.0 || variant == Variant::Modified;
-        let (lse, w3, w4, a4) = if drops {
+        let (lse, w3, w4) = if drops {
             let a4 = ln_a - (b + x - 1.0 + k).ln() - (r + x) * ln_alpha_tx;
             let lse = log_add_exp(a3, a4);
-            (lse, (a3 - lse).exp(), (a4 - lse).exp(), a4)
+            (lse, (a3 - lse).exp(), (a4 - lse).exp())
         } else {
-            (a3, 1.0, 0.0, 0.0)
+            (a3, 1.0, 0.0)
         };
-        let _ = a4;
         ll += w * (a1 + a2 + lse);
         // ∂/∂r, ∂/∂α, ∂/∂a, ∂/∂b of each customer's log-likelihood.
         let d_r = dg_r_x - dg_r + ln_alpha - w3 * ln_alpha_t - w4 * ln_alpha_tx;
@@ -295,13 +294,12 @@ fn minimize<C>(
     cost: &C,
     starts: &[Vec<f64>],
     max_iter: u64,
-) -> Result<(Vec<f64>, f64, u64), ClvError>
+) -> Result<(Vec<f64>, u64), ClvError>
 where
     C: CostFunction<Param = Vec<f64>, Output = f64>
         + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>
         + Clone,
 {
-    let mut best: Option<(Vec<f64>, f64, u64)> = None;
     let mut reasons = Vec::new();
     for start in starts {
         let line_search = MoreThuenteLineSearch::new();
@@ -338,15 +336,12 @@ where
                     ));
                     continue;
                 }
-                if best.as_ref().is_none_or(|b| cost_value < b.1) {
-                    best = Some((param, cost_value, state.get_iter()));
-                }
-                break;
+                return Ok((param, state.get_iter()));
             }
             Err(e) => reasons.push(e.to_string()),
         }
     }
-    best.ok_or_else(|| ClvError::NotConverged {
+    Err(ClvError::NotConverged {
         model,
         reason: reasons.join("; "),
     })
@@ -429,10 +424,9 @@ impl BgNbd {
             Variant::BgNbd => "BG/NBD",
             Variant::Modified => "modified BG/NBD",
         };
-        let (lp, cost_value, iterations) = minimize(name, &cost, &starts, settings.max_iter)?;
+        let (lp, iterations) = minimize(name, &cost, &starts, settings.max_iter)?;
         let p: Vec<f64> = lp.iter().map(|v| v.exp()).collect();
         let (ll, _) = bgnbd_ll_grad(&cost.groups, [p[0], p[1], p[2], p[3]], variant);
-        let _ = cost_value;
         Ok(Self {
             variant,
             r: p[0],
@@ -751,7 +745,7 @@ impl GammaGamma {
             .iter()
             .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
             .collect();
-        let (lp, _, _) = minimize("Gamma-Gamma", &cost, &starts, settings.max_iter)?;
+        let (lp, _) = minimize("Gamma-Gamma", &cost, &starts, settings.max_iter)?;
         let [p, q, gamma] = [lp[0].exp(), lp[1].exp(), lp[2].exp()];
         let (ll, _) = gg_ll_grad(&cost.data, p, q, gamma);
         Ok(Self {

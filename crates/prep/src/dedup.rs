@@ -706,18 +706,13 @@ pub(crate) fn deduplicate(
             .collect();
         matched.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         report.pairs_matched = matched.len() as u64;
+        // Clusters of the exact-key phase (the root is the earliest row, so it comes first).
         let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (root, group) in (0..n).fold(HashMap::<usize, Vec<usize>>::new(), |mut m, i| {
+        for i in 0..n {
             let r = uf.find(i);
-            if r != i || m.contains_key(&r) {
-                m.entry(r).or_insert_with(|| vec![r]).push(i);
+            if r != i {
+                members.entry(r).or_insert_with(|| vec![r]).push(i);
             }
-            m
-        }) {
-            let mut group = group;
-            group.sort_unstable();
-            group.dedup();
-            members.insert(root, group);
         }
         let model_probability = |a: usize, b: usize| {
             match_probability_table(

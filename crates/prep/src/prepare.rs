@@ -1116,9 +1116,6 @@ pub fn prepare(loaded: Vec<LoadedSource>, plan: &PrepPlan) -> Result<PreparedTab
         if plan.key.is_some() {
             withhold_raw(&mut w.quarantined);
         }
-        for f in &table.fields {
-            w.stats(&f.field);
-        }
         convert_currency(&mut w, table)?;
         field_rules(&mut w, table)?;
         if source.kind != EntityKind::Customers {

@@ -128,7 +128,7 @@ pub fn clv(
     let orders = prepared
         .iter()
         .find(|p| p.kind == EntityKind::Orders)
-        .ok_or_else(|| EngineError::Model("no orders source".into()))?;
+        .ok_or(EngineError::NoOrdersSource)?;
     let b = &orders.batch;
     let (Some(ids), Some(ts), Some(amount)) = (
         b.column_by_name("customer_id")

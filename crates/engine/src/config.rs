@@ -26,6 +26,9 @@ pub struct Config {
     /// Customer lifetime value models (`strata clv`).
     #[serde(default)]
     pub clv: crate::clv::ClvConfig,
+    /// Propensity / churn model (`strata propensity`; joins the segment profiles of `strata
+    /// run` when present).
+    pub propensity: Option<crate::propensity::PropensityConfig>,
     /// `[prep]` checked against the sources, with the HMAC key loaded.
     #[serde(skip)]
     pub prep_plan: PrepPlan,
@@ -83,7 +86,9 @@ impl Default for RunConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourcesConfig {
-    pub orders: SourceConfig,
+    /// Needed by `strata run` and `strata clv`; a propensity model on a labelled customer
+    /// table needs only `customers`.
+    pub orders: Option<SourceConfig>,
     pub customers: Option<SourceConfig>,
     pub events: Option<SourceConfig>,
 }
@@ -243,7 +248,20 @@ impl Config {
                 "[segmentation] silhouette_sample must be at least 100".into(),
             ));
         }
+        if self.sources.orders.is_none() && self.sources.customers.is_none() {
+            return Err(invalid(
+                "[sources] names no table: add [sources.orders] (and optionally [sources.customers])"
+                    .into(),
+            ));
+        }
         self.clv.check().map_err(invalid)?;
+        if let Some(p) = &self.propensity {
+            p.check(
+                self.sources.customers.is_some(),
+                self.sources.orders.is_some(),
+            )
+            .map_err(invalid)?;
+        }
         if let Some(a) = &self.run.as_of {
             match strata_prep::parse_timestamp_micros(a, &[]) {
                 Some(micros) => self.as_of_micros = Some(micros),
@@ -259,7 +277,10 @@ impl Config {
 
     /// The sources by table name.
     pub fn sources(&self) -> Vec<(EntityKind, &SourceConfig)> {
-        let mut out = vec![(EntityKind::Orders, &self.sources.orders)];
+        let mut out = Vec::new();
+        if let Some(o) = &self.sources.orders {
+            out.push((EntityKind::Orders, o));
+        }
         if let Some(c) = &self.sources.customers {
             out.push((EntityKind::Customers, c));
         }

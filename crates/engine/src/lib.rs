@@ -8,6 +8,7 @@ mod clv;
 mod config;
 mod output;
 mod pipeline;
+mod propensity;
 
 pub use clv::{ClvConfig, ClvSummary, clv};
 pub use config::{
@@ -15,5 +16,6 @@ pub use config::{
     generated_world_config, quickstart_config,
 };
 pub use pipeline::{EngineError, NoProgress, PrepSummary, Progress, RunSummary, prep, run};
+pub use propensity::{LabelKind, PropensityConfig, PropensitySummary, propensity};
 pub use strata_ml::{SegmentProfile, SegmentationModel};
 pub use strata_report::SourceSummary;

@@ -53,8 +53,14 @@ pub enum EngineError {
     Features(#[from] FeatureError),
     #[error("model fitting failed: {0}")]
     Model(String),
+    #[error(
+        "this command needs an orders table: add [sources.orders] with customer_id, timestamp and amount"
+    )]
+    NoOrdersSource,
     #[error("customer lifetime value: {0}")]
     Clv(String),
+    #[error("propensity model: {0}")]
+    Propensity(String),
     #[error(transparent)]
     Report(#[from] ReportError),
 }
@@ -309,7 +315,11 @@ fn run_stages(
     for source in &loaded {
         engine.register(source.kind.table_name(), source.batch.clone())?;
     }
-    let orders = &loaded[0].batch;
+    let orders = &loaded
+        .iter()
+        .find(|p| p.kind == EntityKind::Orders)
+        .ok_or(EngineError::NoOrdersSource)?
+        .batch;
     let as_of = match config.as_of_micros {
         Some(micros) => micros,
         None => default_as_of(orders).unwrap_or(0),

@@ -1,6 +1,6 @@
 //! Segmentation models: scaling, k-means, PCA, model-selection metrics, segment profiling
 //! and naming, the saved segmentation model that assigns new customers, and customer
-//! lifetime value models (BG/NBD, Gamma-Gamma).
+//! lifetime value models (BG/NBD, Gamma-Gamma), and propensity models (boosted trees, logistic).
 
 mod clv;
 mod kmeans;
@@ -8,6 +8,7 @@ mod metrics;
 mod model;
 mod pca;
 mod profile;
+mod propensity;
 mod scale;
 mod select;
 
@@ -20,5 +21,10 @@ pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sample
 pub use model::{MODEL_FORMAT_VERSION, ModelError, SegmentationModel};
 pub use pca::{Pca, PcaError};
 pub use profile::{FeatureStats, SegmentProfile, profile_segments};
+pub use propensity::{
+    CalibrationBin, CrossValidation, Dataset, Evaluation, Gbm, GbmSettings, Logistic,
+    PropensityError, PropensitySettings, Split, Trained, average_precision, brier,
+    calibration_curve, evaluate, log_loss, roc_auc, stratified_folds, stratified_split, train,
+};
 pub use scale::{ScaleError, Scaler, ScalerKind};
 pub use select::{KCandidate, Selection, SelectionParams, select_k};

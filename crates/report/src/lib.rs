@@ -7,5 +7,7 @@
 
 mod html;
 mod plots;
+mod predictions;
 
 pub use html::{DedupSummary, QualityRow, ReportError, ReportInput, SourceSummary, render_report};
+pub use predictions::{calibration_svg, holdout_svg};

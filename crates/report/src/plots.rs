@@ -302,3 +302,61 @@ pub(crate) fn sizes(names: &[String], sizes: &[usize]) -> Result<String, String>
         Ok(())
     })
 }
+
+/// Lines of (x, y) points, each named in a legend, optionally with the y = x diagonal.
+pub(crate) fn lines(
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: &[(&str, Vec<(f64, f64)>)],
+    diagonal: bool,
+) -> Result<String, String> {
+    svg((560, 360), |root| {
+        let all = || series.iter().flat_map(|s| s.1.iter());
+        let (mut xlo, mut xhi) = range_with_margin(all().map(|p| p.0));
+        let (mut ylo, mut yhi) = range_with_margin(all().map(|p| p.1));
+        if diagonal {
+            (xlo, xhi) = (xlo.min(0.0), xhi.max(1.0));
+            (ylo, yhi) = (ylo.min(0.0), yhi.max(1.0));
+        }
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(xlo..xhi, ylo..yhi)?;
+        chart
+            .configure_mesh()
+            .label_style(("sans-serif", 13))
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        if diagonal {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, 0.0), (1.0, 1.0)],
+                    BLACK.mix(0.35).stroke_width(1),
+                ))?
+                .label("perfect")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.35)));
+        }
+        for (i, (name, points)) in series.iter().enumerate() {
+            let color = segment_color(i);
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font(("sans-serif", 13))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw()?;
+        Ok(())
+    })
+}

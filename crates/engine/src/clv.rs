@@ -11,6 +11,7 @@ use strata_core::EntityKind;
 use strata_ml::{
     BgNbd, CustomerSummary, FitSettings, GammaGamma, customer_lifetime_value, summarize,
 };
+use strata_prep::PreparedSource;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
@@ -109,6 +110,8 @@ pub struct ClvSummary {
     pub spend: Option<GammaGamma>,
     /// (expected, actual) repeat purchases in the holdout period, summed over customers.
     pub holdout: Option<(f64, f64)>,
+    /// Calibration vs holdout by calibration-period frequency (with a holdout period).
+    pub holdout_by_frequency: Vec<HoldoutRow>,
     pub files: Vec<PathBuf>,
 }
 
@@ -117,14 +120,80 @@ fn day_of(text: &str) -> Option<i64> {
         .map(|m| m.div_euclid(DAY_MICROS))
 }
 
-/// Fits the CLV models on the orders source and writes `clv.csv` and `clv.json`.
-pub fn clv(
+/// Mean holdout purchases of the customers with `frequency` repeat purchases in the
+/// calibration period (the last row gathers `frequency` and more), observed and expected.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldoutRow {
+    pub frequency: u32,
+    pub customers: usize,
+    pub observed: f64,
+    pub expected: f64,
+}
+
+/// The fitted purchase and spend models with the summaries they were fitted on.
+pub(crate) struct ClvFit {
+    pub summary: Vec<CustomerSummary>,
+    pub purchases: BgNbd,
+    pub spend: Option<GammaGamma>,
+    pub calibration_end: i64,
+    pub holdout_end: Option<i64>,
+}
+
+impl ClvFit {
+    /// Discounted CLV of one customer (None without a spend model).
+    pub fn value(&self, c: &ClvConfig, s: &CustomerSummary) -> Option<f64> {
+        self.spend.as_ref().map(|g| {
+            customer_lifetime_value(
+                &self.purchases,
+                g,
+                s,
+                c.periods,
+                c.period_units,
+                c.discount_rate,
+                c.margin,
+            )
+        })
+    }
+
+    fn holdout_rows(&self, c: &ClvConfig) -> Vec<HoldoutRow> {
+        const LAST: u32 = 7;
+        let Some(end) = self.holdout_end else {
+            return Vec::new();
+        };
+        let span = (end - self.calibration_end) as f64 / c.unit_days;
+        let mut rows: Vec<HoldoutRow> = (0..=LAST)
+            .map(|frequency| HoldoutRow {
+                frequency,
+                customers: 0,
+                observed: 0.0,
+                expected: 0.0,
+            })
+            .collect();
+        for s in &self.summary {
+            let r = &mut rows[(s.x as u32).min(LAST) as usize];
+            r.customers += 1;
+            r.observed += s.holdout_x;
+            r.expected += self
+                .purchases
+                .conditional_expected_purchases(span, s.x, s.t_x, s.t);
+        }
+        rows.retain(|r| r.customers > 0);
+        for r in &mut rows {
+            r.observed /= r.customers as f64;
+            r.expected /= r.customers as f64;
+        }
+        rows
+    }
+}
+
+/// Fits the purchase model (and the spend model when there are enough repeat buyers) on the
+/// orders source.
+pub(crate) fn fit_clv(
     config: &Config,
-    out_dir: &Path,
+    prepared: &[PreparedSource],
     progress: &dyn Progress,
-) -> Result<ClvSummary, EngineError> {
+) -> Result<ClvFit, EngineError> {
     let c = &config.clv;
-    let prepared = load_and_prepare(config, progress)?;
     let orders = prepared
         .iter()
         .find(|p| p.kind == EntityKind::Orders)
@@ -178,8 +247,29 @@ pub fn clv(
     // than failing the purchase model.
     let spend = GammaGamma::fit(&summary, settings).ok();
     progress.finish();
+    Ok(ClvFit {
+        summary,
+        purchases,
+        spend,
+        calibration_end,
+        holdout_end,
+    })
+}
+
+/// Fits the CLV models on the orders source and writes `clv.csv` and `clv.json` (and
+/// `clv_holdout.svg` with a holdout period).
+pub fn clv(
+    config: &Config,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<ClvSummary, EngineError> {
+    let c = &config.clv;
+    let prepared = load_and_prepare(config, progress)?;
+    let fit = fit_clv(config, &prepared, progress)?;
+    let (summary, purchases) = (&fit.summary, &fit.purchases);
+    let calibration_end = fit.calibration_end;
     let horizon = c.periods as f64 * c.period_units;
-    let holdout = holdout_end.map(|end| {
+    let holdout = fit.holdout_end.map(|end| {
         let span = (end - calibration_end) as f64 / c.unit_days;
         let expected: f64 = summary
             .iter()
@@ -190,32 +280,21 @@ pub fn clv(
     let mut csv = String::from(
         "customer_id,frequency,recency,T,monetary,p_alive,expected_purchases,expected_spend,clv\n",
     );
-    let row = |s: &CustomerSummary| {
+    for s in summary {
         let e = purchases.conditional_expected_purchases(horizon, s.x, s.t_x, s.t);
-        let (spend_v, clv_v) = match &spend {
-            Some(g) => (
+        let (spend_v, clv_v) = match (&fit.spend, fit.value(c, s)) {
+            (Some(g), Some(v)) => (
                 format!("{:.4}", g.expected_spend(s.x, s.monetary)),
-                format!(
-                    "{:.4}",
-                    customer_lifetime_value(
-                        &purchases,
-                        g,
-                        s,
-                        c.periods,
-                        c.period_units,
-                        c.discount_rate,
-                        c.margin
-                    )
-                ),
+                format!("{v:.4}"),
             ),
-            None => (String::new(), String::new()),
+            _ => (String::new(), String::new()),
         };
         let id = if s.id.contains([',', '"', '\n']) {
             format!("\"{}\"", s.id.replace('"', "\"\""))
         } else {
             s.id.clone()
         };
-        format!(
+        csv.push_str(&format!(
             "{id},{},{:.4},{:.4},{:.4},{:.6},{:.4},{spend_v},{clv_v}\n",
             s.x,
             s.t_x,
@@ -223,30 +302,38 @@ pub fn clv(
             s.monetary,
             purchases.p_alive(s.x, s.t_x, s.t),
             e
-        )
-    };
-    for s in &summary {
-        csv.push_str(&row(s));
+        ));
     }
     let calibration_text = chrono::DateTime::from_timestamp(calibration_end * 86_400, 0)
         .map(|d| d.format("%Y-%m-%d").to_string())
         .unwrap_or_default();
+    let holdout_by_frequency = fit.holdout_rows(c);
     let mut result = ClvSummary {
         customers: summary.len(),
         calibration_end: calibration_text,
-        purchases,
-        spend,
+        purchases: fit.purchases.clone(),
+        spend: fit.spend.clone(),
         holdout,
+        holdout_by_frequency,
         files: Vec::new(),
     };
     let json =
         serde_json::to_string_pretty(&result).map_err(|e| EngineError::Model(e.to_string()))?;
-    result.files = crate::output::write_named(
-        out_dir,
-        vec![
-            ("clv.csv", csv.into_bytes()),
-            ("clv.json", json.into_bytes()),
-        ],
-    )?;
+    let mut files = vec![
+        ("clv.csv", csv.into_bytes()),
+        ("clv.json", json.into_bytes()),
+    ];
+    if !result.holdout_by_frequency.is_empty() {
+        let rows: Vec<(u32, usize, f64, f64)> = result
+            .holdout_by_frequency
+            .iter()
+            .map(|r| (r.frequency, r.customers, r.observed, r.expected))
+            .collect();
+        files.push((
+            "clv_holdout.svg",
+            strata_report::holdout_svg(&rows)?.into_bytes(),
+        ));
+    }
+    result.files = crate::output::write_named(out_dir, files)?;
     Ok(result)
 }

@@ -29,6 +29,10 @@ pub struct Config {
     /// Propensity / churn model (`strata propensity`; joins the segment profiles of `strata
     /// run` when present).
     pub propensity: Option<crate::propensity::PropensityConfig>,
+    /// Whether the config has a `[clv]` section: then `strata run` adds mean CLV and
+    /// P(alive) to the segment profiles.
+    #[serde(skip)]
+    pub clv_in_run: bool,
     /// `[prep]` checked against the sources, with the HMAC key loaded.
     #[serde(skip)]
     pub prep_plan: PrepPlan,
@@ -204,6 +208,9 @@ impl Config {
             message: e.to_string(),
         })?;
         config.base_dir = base_dir.to_path_buf();
+        config.clv_in_run = text
+            .parse::<toml::Table>()
+            .is_ok_and(|t| t.contains_key("clv"));
         config.hash = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
         config.check(origin)?;
         config.compile_prep(text, origin)?;

@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::output::{self, Outputs};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use strata_core::{EntityKind, FeatureMatrix, MatrixError, Quarantined, Transform};
@@ -384,7 +385,10 @@ fn run_stages(
     let labels = selection.model.labels().to_vec();
 
     progress.start("profiling segments", 1);
-    let profiles = profile_segments(&raw, &scaled, &labels, k);
+    let mut profiles = profile_segments(&raw, &scaled, &labels, k);
+    progress.finish();
+    add_predictions(config, &loaded, &rfm, &labels, &mut profiles, progress)?;
+    progress.start("projecting customers", 1);
     let pca = Pca::fit(&scaled, 2.min(scaled.n_cols()))?;
     let stride = scaled.n_rows().div_ceil(PROJECTION_POINTS).max(1);
     let mut projection = Vec::new();
@@ -449,6 +453,66 @@ fn run_stages(
     progress.finish();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Mean CLV and P(alive) (with `[clv]`) and propensity (with `[propensity]`) per segment.
+fn add_predictions(
+    config: &Config,
+    loaded: &[PreparedSource],
+    rfm: &RecordBatch,
+    labels: &[u32],
+    profiles: &mut [SegmentProfile],
+    progress: &dyn Progress,
+) -> Result<(), EngineError> {
+    let mut columns: Vec<(String, HashMap<String, f64>)> = Vec::new();
+    if config.clv_in_run {
+        let fit = crate::clv::fit_clv(config, loaded, progress)?;
+        columns.push((
+            "P(alive)".into(),
+            fit.summary
+                .iter()
+                .map(|s| (s.id.clone(), fit.purchases.p_alive(s.x, s.t_x, s.t)))
+                .collect(),
+        ));
+        if fit.spend.is_some() {
+            columns.push((
+                "CLV".into(),
+                fit.summary
+                    .iter()
+                    .filter_map(|s| fit.value(&config.clv, s).map(|v| (s.id.clone(), v)))
+                    .collect(),
+            ));
+        }
+    }
+    if let Some(scores) = crate::propensity::scores(config, loaded, progress)? {
+        columns.push((scores.name, scores.by_customer));
+    }
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let ids = crate::propensity::ids_of(rfm)?;
+    for (name, values) in &columns {
+        let mut sum = vec![0.0; profiles.len()];
+        let mut count = vec![0usize; profiles.len()];
+        for (id, &l) in ids.iter().zip(labels) {
+            if let Some(v) = values.get(id) {
+                sum[l as usize] += v;
+                count[l as usize] += 1;
+            }
+        }
+        for p in profiles.iter_mut() {
+            p.predictions.push(strata_ml::PredictionMean {
+                name: name.clone(),
+                mean: if count[p.id] > 0 {
+                    sum[p.id] / count[p.id] as f64
+                } else {
+                    f64::NAN
+                },
+                customers: count[p.id],
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Customers per (R, F) score cell and per named RFM segment (in the canonical order).

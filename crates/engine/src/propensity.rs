@@ -192,6 +192,9 @@ impl PropensityConfig {
 #[derive(Debug, Clone, Serialize)]
 struct Encoder {
     numeric: Vec<String>,
+    /// Date and time columns, used as days before the reference instant (the cutoff for
+    /// training rows, the as-of date for scored ones): `signup_date` becomes a tenure.
+    dates: Vec<String>,
     /// Column and the values that get an indicator, most frequent first.
     categorical: Vec<(String, Vec<String>)>,
     /// Columns left out, with the reason.
@@ -235,12 +238,37 @@ fn as_text(col: &ArrayRef) -> Option<Vec<Option<String>>> {
     )
 }
 
+/// A date or timestamp column as µs since the epoch.
+fn micros(col: &ArrayRef) -> Option<Vec<Option<i64>>> {
+    let cast = arrow::compute::cast(
+        col,
+        &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+    )
+    .ok()?;
+    let a = cast.as_primitive::<TimestampMicrosecondType>();
+    Some(
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i)))
+            .collect(),
+    )
+}
+
+/// The latest value over the date columns of `batch` (the default reference instant).
+fn latest_date(batch: &RecordBatch, dates: &[String]) -> Option<i64> {
+    dates
+        .iter()
+        .filter_map(|d| batch.column_by_name(d).and_then(micros))
+        .flat_map(|v| v.into_iter().flatten())
+        .max()
+}
+
 const NEVER_FEATURES: &[&str] = &["customer_id", "email", "name", "prep_flags"];
 
 impl Encoder {
     fn fit(batch: &RecordBatch, chosen: &[String], max_levels: usize, explicit: bool) -> Self {
         let mut e = Encoder {
             numeric: Vec::new(),
+            dates: Vec::new(),
             categorical: Vec::new(),
             dropped: Vec::new(),
         };
@@ -267,30 +295,25 @@ impl Encoder {
                             .push((name.clone(), "fewer than two distinct values".into()));
                         continue;
                     }
-                    let mut levels: Vec<(&str, usize)> = counts.into_iter().collect();
-                    levels.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-                    if levels.len() > max_levels {
+                    if counts.len() > max_levels {
                         e.dropped.push((
                             name.clone(),
                             format!(
-                                "{} of {} values kept as indicators (max_levels)",
-                                max_levels,
-                                levels.len()
+                                "{} distinct values, more than max_levels = {max_levels} (an identifier?): raise max_levels or exclude it",
+                                counts.len()
                             ),
                         ));
+                        continue;
                     }
-                    levels.truncate(max_levels);
+                    let mut levels: Vec<(&str, usize)> = counts.into_iter().collect();
+                    levels.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
                     e.categorical.push((
                         name.clone(),
                         levels.into_iter().map(|(v, _)| v.to_string()).collect(),
                     ));
                 }
-                DataType::Date32
-                | DataType::Date64
-                | DataType::Timestamp(_, _)
-                | DataType::Duration(_) => {
-                    e.dropped
-                        .push((name.clone(), "dates are not used as features".into()));
+                DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => {
+                    e.dates.push(name.clone());
                 }
                 _ if as_f64(col).is_some() => e.numeric.push(name.clone()),
                 other => e
@@ -303,14 +326,16 @@ impl Encoder {
 
     fn names(&self) -> Vec<String> {
         let mut out = self.numeric.clone();
+        out.extend(self.dates.iter().map(|d| format!("{d}_days_before")));
         for (c, levels) in &self.categorical {
             out.extend(levels.iter().map(|l| format!("{c}={l}")));
         }
         out
     }
 
-    /// Feature columns of `batch` (a missing column gives missing values).
-    fn apply(&self, batch: &RecordBatch) -> Vec<Vec<f64>> {
+    /// Feature columns of `batch` (a missing column gives missing values); dates count the
+    /// days before `reference` (µs since the epoch).
+    fn apply(&self, batch: &RecordBatch, reference: i64) -> Vec<Vec<f64>> {
         let n = batch.num_rows();
         let mut out = Vec::new();
         for name in &self.numeric {
@@ -318,6 +343,21 @@ impl Encoder {
                 batch
                     .column_by_name(name)
                     .and_then(as_f64)
+                    .unwrap_or_else(|| vec![f64::NAN; n]),
+            );
+        }
+        for name in &self.dates {
+            out.push(
+                batch
+                    .column_by_name(name)
+                    .and_then(micros)
+                    .map(|m| {
+                        m.into_iter()
+                            .map(|v| {
+                                v.map_or(f64::NAN, |v| (reference - v) as f64 / DAY_MICROS as f64)
+                            })
+                            .collect()
+                    })
                     .unwrap_or_else(|| vec![f64::NAN; n]),
             );
         }
@@ -342,7 +382,7 @@ impl Encoder {
     }
 }
 
-fn ids_of(batch: &RecordBatch) -> Result<Vec<String>, EngineError> {
+pub(crate) fn ids_of(batch: &RecordBatch) -> Result<Vec<String>, EngineError> {
     let col = batch
         .column_by_name("customer_id")
         .and_then(as_text)
@@ -404,7 +444,11 @@ fn customer_columns(
         .collect()
 }
 
-fn column_problem(p: &PropensityConfig, customers: &RecordBatch) -> Result<Problem, EngineError> {
+fn column_problem(
+    p: &PropensityConfig,
+    customers: &RecordBatch,
+    as_of: Option<i64>,
+) -> Result<Problem, EngineError> {
     let label_name = p.label_column.as_deref().unwrap_or_default();
     let col = customers.column_by_name(label_name).ok_or_else(|| {
         EngineError::Propensity(format!(
@@ -416,7 +460,11 @@ fn column_problem(p: &PropensityConfig, customers: &RecordBatch) -> Result<Probl
     let chosen = customer_columns(p, customers, Some(label_name));
     check_features_exist(p, customers)?;
     let encoder = Encoder::fit(customers, &chosen, p.max_levels, p.features.is_some());
-    let all = encoder.apply(customers);
+    // Dates count days before the as-of date (default: the latest date in the table).
+    let reference = as_of
+        .or_else(|| latest_date(customers, &encoder.dates).map(|m| m + DAY_MICROS))
+        .unwrap_or(0);
+    let all = encoder.apply(customers, reference);
     let ids_all = ids_of(customers)?;
     // Rows without a label cannot be learnt from; they are scored all the same.
     let keep: Vec<usize> = (0..text.len())
@@ -434,7 +482,7 @@ fn column_problem(p: &PropensityConfig, customers: &RecordBatch) -> Result<Probl
         .map(|c| keep.iter().map(|&i| c[i]).collect())
         .collect();
     let ids = keep.iter().map(|&i| ids_all[i].clone()).collect();
-    let scoring = (keep.len() < ids_all.len()).then(|| (ids_all, all));
+    let scoring = (keep.len() < ids_all.len()).then_some((ids_all, all));
     Ok(Problem {
         label: format!("{label_name} ∈ {{{}}}", p.positive.join(", ")),
         cutoff: None,
@@ -539,14 +587,15 @@ fn history_problem(
             check_features_exist(p, &c.batch)?;
             let chosen = customer_columns(p, &c.batch, None);
             let encoder = Encoder::fit(&c.batch, &chosen, p.max_levels, p.features.is_some());
-            let attrs = encoder.apply(&c.batch);
             let index: HashMap<String, usize> = ids_of(&c.batch)?
                 .into_iter()
                 .enumerate()
                 .map(|(i, id)| (id, i))
                 .collect();
-            train_cols.extend(gather(&attrs, &index, &train_ids));
-            score_cols.extend(gather(&attrs, &index, &score_ids));
+            let at_cutoff = encoder.apply(&c.batch, cutoff);
+            train_cols.extend(gather(&at_cutoff, &index, &train_ids));
+            let at_end = encoder.apply(&c.batch, end);
+            score_cols.extend(gather(&at_end, &index, &score_ids));
             names.extend(encoder.names());
             encoder
         }
@@ -597,6 +646,8 @@ pub struct PropensitySummary {
 
 /// Per-customer scores, for the segment profiles of `strata run`.
 pub(crate) struct Scores {
+    /// What the probability is of, e.g. "P(no order in 90d)".
+    pub name: String,
     pub by_customer: HashMap<String, f64>,
 }
 
@@ -627,7 +678,7 @@ fn fit(
                 .iter()
                 .find(|s| s.kind == EntityKind::Customers)
                 .ok_or_else(|| EngineError::Propensity("no customers table".into()))?;
-            column_problem(p, &customers.batch)?
+            column_problem(p, &customers.batch, config.as_of_micros)?
         }
         _ => history_problem(config, p, prepared)?,
     };
@@ -672,7 +723,14 @@ pub(crate) fn scores(
         return Ok(None);
     };
     let f = fit(config, p, prepared, progress)?;
+    let h = p.horizon_days.unwrap_or(0);
+    let name = match p.label {
+        LabelKind::Column => format!("P({})", p.label_column.as_deref().unwrap_or("label")),
+        LabelKind::PurchaseWithin => format!("P(order in {h}d)"),
+        LabelKind::NoOrderWithin => format!("P(no order in {h}d)"),
+    };
     Ok(Some(Scores {
+        name,
         by_customer: f.scored_ids.into_iter().zip(f.gbm).collect(),
     }))
 }
@@ -781,15 +839,21 @@ pub fn propensity(
         ],
         "Calibration on the test rows",
     )?;
-    summary.files = crate::output::write_named(
-        out_dir,
-        vec![
-            ("propensity.csv", csv.into_bytes()),
-            ("shap.csv", shap_csv.into_bytes()),
-            ("propensity.json", json.into_bytes()),
-            ("propensity_calibration.svg", svg.into_bytes()),
-        ],
-    )?;
+    let mut files = vec![
+        ("propensity.csv", csv.into_bytes()),
+        ("shap.csv", shap_csv.into_bytes()),
+        ("propensity.json", json.into_bytes()),
+        ("propensity_calibration.svg", svg.into_bytes()),
+    ];
+    if history {
+        // The labels built from the orders, per training customer, to audit them.
+        let mut labels = String::from("customer_id,label,split\n");
+        for ((id, y), s) in f.problem.ids.iter().zip(&f.problem.labels).zip(&t.split) {
+            let _ = writeln!(labels, "{},{y},{}", csv_field(id), s.as_str());
+        }
+        files.push(("propensity_labels.csv", labels.into_bytes()));
+    }
+    summary.files = crate::output::write_named(out_dir, files)?;
     Ok(summary)
 }
 

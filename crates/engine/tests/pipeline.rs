@@ -375,6 +375,21 @@ fn clv_on_cdnow_master_matches_the_reference_fit() {
     assert!((s.purchases.log_likelihood - -95368.4439).abs() < 1e-3);
     let (expected, actual) = s.holdout.unwrap();
     assert!(expected > 0.0 && actual > 0.0);
+    // Calibration vs holdout by frequency 0..=7+: every customer in one row, and the model's
+    // mean holdout purchases track the observed ones where there are many customers.
+    let rows = &s.holdout_by_frequency;
+    assert_eq!(rows.iter().map(|r| r.customers).sum::<usize>(), 23_570);
+    assert_eq!(rows.first().unwrap().frequency, 0);
+    assert_eq!(rows.last().unwrap().frequency, 7);
+    for r in rows.iter().filter(|r| r.customers >= 500) {
+        assert!(
+            (r.expected - r.observed).abs() < 0.35 * r.observed.max(0.1),
+            "{r:?}"
+        );
+    }
+    assert!(rows.windows(2).all(|w| w[1].expected > w[0].expected));
+    let svg = std::fs::read_to_string(out.path().join("clv_holdout.svg")).unwrap();
+    assert!(svg.contains("observed") && svg.contains("model"));
     let csv = std::fs::read_to_string(out.path().join("clv.csv")).unwrap();
     assert_eq!(csv.lines().count(), 23_571);
     assert!(csv.starts_with(
@@ -388,4 +403,60 @@ fn clv_on_cdnow_master_matches_the_reference_fit() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("[clv] calibration_end"), "{e}");
+}
+
+#[test]
+fn bad_propensity_configs_are_rejected_before_any_data_is_read() {
+    let customers = "[sources.customers]\npath = \"c.csv\"\n";
+    let orders = "[sources.orders]\npath = \"o.csv\"\n";
+    for (text, expected) in [
+        (
+            format!("{customers}[propensity]\nlabel = \"column\"\n"),
+            "needs label_column",
+        ),
+        (
+            format!("{orders}[propensity]\nlabel = \"column\"\nlabel_column = \"x\"\n"),
+            "add [sources.customers]",
+        ),
+        (
+            format!("{orders}[propensity]\nlabel = \"purchase_within\"\nhorizon_days = 0\n"),
+            "needs horizon_days ≥ 1",
+        ),
+        (
+            format!("{customers}[propensity]\nlabel = \"no_order_within\"\nhorizon_days = 30\n"),
+            "needs [sources.orders]",
+        ),
+        (
+            format!("{orders}[propensity]\nlabel = \"churned\"\n"),
+            "unknown variant `churned`",
+        ),
+        (
+            format!(
+                "{orders}[propensity]\nlabel = \"purchase_within\"\nhorizon_days = 30\ntest_share = 0.7\nvalidation_share = 0.3\n"
+            ),
+            "sum below 0.9",
+        ),
+        (
+            format!(
+                "{orders}[propensity]\nlabel = \"purchase_within\"\nhorizon_days = 30\nfolds = 1\n"
+            ),
+            "folds must be 0",
+        ),
+        (
+            format!(
+                "{orders}[propensity]\nlabel = \"purchase_within\"\nhorizon_days = 30\n[propensity.gbm]\nlearning_rate = 0.0\n"
+            ),
+            "learning_rate",
+        ),
+        (
+            format!(
+                "{orders}[propensity]\nlabel = \"purchase_within\"\nhorizon_days = 30\ncutoff = \"last week\"\n"
+            ),
+            "cutoff = \"last week\" is not a date",
+        ),
+        ("[run]\nseed = 1\n[sources]\n".to_string(), "names no table"),
+    ] {
+        let e = config_error(&text);
+        assert!(e.contains(expected), "{expected}: {e}");
+    }
 }

@@ -14,6 +14,7 @@ use argmin::solver::quasinewton::LBFGS;
 use serde::Serialize;
 use statrs::function::gamma::{digamma, ln_gamma};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound::{Excluded, Included};
 
 /// A customer's purchase history reduced to what the models need, in time units (weeks by
 /// default): `x` repeat purchases (distinct days after the first), `t_x` the time of the last
@@ -64,6 +65,13 @@ pub fn summarize(
             "the time unit must be a positive number of days".into(),
         ));
     }
+    if let Some(end) = holdout_end
+        && end <= calibration_end
+    {
+        return Err(ClvError::Setting(format!(
+            "the holdout must end after the calibration period (day {end} ≤ day {calibration_end})"
+        )));
+    }
     let mut days: BTreeMap<&str, BTreeMap<i64, f64>> = BTreeMap::new();
     for (id, day, value) in transactions {
         *days
@@ -80,8 +88,9 @@ pub fn summarize(
         if first > calibration_end {
             continue;
         }
+        // Excluded..Included: empty, not a panic, for a first purchase on the last day.
         let repeats: Vec<(i64, f64)> = by_day
-            .range(first + 1..=calibration_end)
+            .range((Excluded(first), Included(calibration_end)))
             .map(|(d, v)| (*d, *v))
             .collect();
         let x = repeats.len() as f64;
@@ -94,7 +103,11 @@ pub fn summarize(
             repeats.iter().map(|(_, v)| v).sum::<f64>() / x
         };
         let holdout_x = holdout_end
-            .map(|end| by_day.range(calibration_end + 1..=end).count() as f64)
+            .map(|end| {
+                by_day
+                    .range((Excluded(calibration_end), Included(end)))
+                    .count() as f64
+            })
             .unwrap_or(0.0);
         out.push(CustomerSummary {
             id: id.to_string(),
@@ -1002,6 +1015,35 @@ mod tests {
         let s = summarize(&[("a".into(), 0, 5.0), ("a".into(), 0, 2.0)], 10, None, 7.0).unwrap();
         assert_eq!((s[0].x, s[0].t_x, s[0].monetary), (0.0, 0.0, 0.0));
         assert!((s[0].t - 10.0 / 7.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn summaries_at_the_edges_of_the_periods() {
+        let t = |id: &str, day: i64, v: f64| (id.to_string(), day, v);
+        let tx = vec![
+            // First purchase on the last calibration day: no repeats, T = 0, no panic.
+            t("last-day", 10, 5.0),
+            t("last-day", 11, 7.0),
+            // Same-day purchases are one purchase; a purchase on day 11 is holdout.
+            t("repeat", 2, 1.0),
+            t("repeat", 2, 2.0),
+            t("repeat", 10, 4.0),
+            t("repeat", 12, 4.0),
+            // First seen in the holdout: left out.
+            t("late", 11, 1.0),
+        ];
+        let s = summarize(&tx, 10, Some(12), 1.0).unwrap();
+        assert_eq!(s.len(), 2);
+        let last = s.iter().find(|c| c.id == "last-day").unwrap();
+        assert_eq!(
+            (last.x, last.t_x, last.t, last.holdout_x),
+            (0.0, 0.0, 0.0, 1.0)
+        );
+        let rep = s.iter().find(|c| c.id == "repeat").unwrap();
+        assert_eq!((rep.x, rep.t_x, rep.t, rep.monetary), (1.0, 8.0, 8.0, 4.0));
+        assert_eq!(rep.holdout_x, 1.0);
+        let err = summarize(&tx, 10, Some(10), 1.0).unwrap_err();
+        assert!(err.to_string().contains("holdout must end after"), "{err}");
     }
 
     #[test]

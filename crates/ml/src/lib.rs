@@ -20,7 +20,7 @@ pub use kmeans::{KMeans, KMeansError, KMeansInit, KMeansParams, KMeansValidParam
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};
 pub use model::{MODEL_FORMAT_VERSION, ModelError, SegmentationModel};
 pub use pca::{Pca, PcaError};
-pub use profile::{FeatureStats, SegmentProfile, profile_segments};
+pub use profile::{FeatureStats, PredictionMean, SegmentProfile, profile_segments};
 pub use propensity::{
     CalibrationBin, CrossValidation, Dataset, Evaluation, Gbm, GbmSettings, Logistic,
     PropensityError, PropensitySettings, Split, Trained, average_precision, brier,

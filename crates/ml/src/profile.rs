@@ -24,6 +24,19 @@ pub struct SegmentProfile {
     /// The features that most distinguish the segment, strongest first, e.g.
     /// "frequency high (+1.8σ)".
     pub distinguishing: Vec<String>,
+    /// Means of per-customer model outputs (CLV, P(alive), propensity) over the segment's
+    /// customers, when those models ran with the segmentation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predictions: Vec<PredictionMean>,
+}
+
+/// The mean of one per-customer prediction over a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionMean {
+    pub name: String,
+    pub mean: f64,
+    /// Customers of the segment that have the prediction.
+    pub customers: usize,
 }
 
 impl SegmentProfile {
@@ -108,6 +121,7 @@ pub fn profile_segments(
                 share: rows.len() as f64 / n as f64,
                 features,
                 distinguishing,
+                predictions: Vec::new(),
             }
         })
         .collect();
@@ -222,6 +236,7 @@ mod tests {
                 })
                 .collect(),
             distinguishing: vec![],
+            predictions: Vec::new(),
         }
     }
 

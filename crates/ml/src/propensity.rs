@@ -300,7 +300,7 @@ impl Gbm {
         seed: u64,
     ) -> Result<Self, PropensityError> {
         let rows = labels.len();
-        if rows == 0 || train.len() % rows != 0 {
+        if rows == 0 || !train.len().is_multiple_of(rows) {
             return Err(PropensityError::Shape(format!(
                 "{} values for {rows} rows",
                 train.len()
@@ -383,7 +383,7 @@ impl Gbm {
     }
 
     fn matrix_rows(&self, data: &[f64]) -> Result<(Vec<f64>, usize), PropensityError> {
-        if self.columns == 0 || data.len() % self.columns != 0 {
+        if self.columns == 0 || !data.len().is_multiple_of(self.columns) {
             return Err(PropensityError::Shape(format!(
                 "{} values are not rows of {} columns",
                 data.len(),
@@ -490,8 +490,7 @@ impl LogisticCost<'_> {
     fn logits(&self, p: &[f64]) -> Vec<f64> {
         let n = self.y.len();
         let mut z = vec![p[self.cols]; n];
-        for j in 0..self.cols {
-            let w = p[j];
+        for (j, &w) in p[..self.cols].iter().enumerate() {
             if w != 0.0 {
                 for (zi, xi) in z.iter_mut().zip(&self.x[j * n..(j + 1) * n]) {
                     *zi += w * xi;
@@ -547,7 +546,7 @@ impl Gradient for LogisticCost<'_> {
 impl Logistic {
     pub fn fit(data: &[f64], labels: &[f64], c: f64) -> Result<Self, PropensityError> {
         let n = labels.len();
-        if n == 0 || data.len() % n != 0 {
+        if n == 0 || !data.len().is_multiple_of(n) {
             return Err(PropensityError::Shape(format!(
                 "{} values for {n} rows",
                 data.len()
@@ -621,7 +620,7 @@ impl Logistic {
 
     pub fn predict_proba(&self, data: &[f64]) -> Result<Vec<f64>, PropensityError> {
         let cols = self.weights.len();
-        if cols == 0 || data.len() % cols != 0 {
+        if cols == 0 || !data.len().is_multiple_of(cols) {
             return Err(PropensityError::Shape(format!(
                 "{} values are not rows of {cols} columns",
                 data.len()

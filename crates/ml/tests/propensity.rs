@@ -1,6 +1,12 @@
 //! Propensity models: metric parity with scikit-learn, TreeSHAP additivity, what each model
 //! can learn, determinism, and clear errors on degenerate labels.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use strata_ml::{
@@ -49,7 +55,7 @@ fn metrics_equal_scikit_learn_on_tied_scores() {
 /// signal, noise columns, a constant column and missing values.
 fn interaction_data(n: usize, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut cols = vec![Vec::with_capacity(n); 5];
+    let mut cols: Vec<Vec<f64>> = (0..5).map(|_| Vec::with_capacity(n)).collect();
     let mut labels = Vec::with_capacity(n);
     for _ in 0..n {
         let a: f64 = rng.random_range(-1.0..1.0);
@@ -209,7 +215,7 @@ fn degenerate_labels_and_features_are_clear_errors() {
     assert!(roc_auc(&ones, &ones).is_err());
     assert!(Logistic::fit(&ones, &ones, 1.0).is_err());
 
-    let bad = Dataset::new(names.clone(), x.clone(), vec![2.0; 50]).unwrap_err();
+    let bad = Dataset::new(names.clone(), x, vec![2.0; 50]).unwrap_err();
     assert!(bad.to_string().contains("not 0 or 1"), "{bad}");
     let short = Dataset::new(names, vec![vec![1.0; 3], vec![1.0; 50]], ones).unwrap_err();
     assert!(

@@ -85,6 +85,8 @@ struct SegmentRow {
     size: String,
     share: String,
     cells: Vec<String>,
+    /// Mean CLV, P(alive), propensity when those models ran.
+    predictions: Vec<String>,
     distinguishing: String,
 }
 
@@ -125,6 +127,7 @@ struct ReportPage<'a> {
     quality: Vec<QualityView>,
     dedup: &'a [DedupSummary],
     feature_names: Vec<String>,
+    prediction_names: Vec<String>,
     segment_rows: Vec<SegmentRow>,
     candidate_rows: Vec<CandidateRow>,
     rfm_rows: Vec<(String, String, String)>,
@@ -327,10 +330,32 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
                     .iter()
                     .map(|f| format!("{} / {}", number(f.mean), number(f.median)))
                     .collect(),
+                predictions: p
+                    .predictions
+                    .iter()
+                    .map(|m| match m.name.as_str() {
+                        _ if m.mean.is_nan() => "–".to_string(),
+                        "CLV" => number(m.mean),
+                        _ => format!("{:.1}%", 100.0 * m.mean),
+                    })
+                    .collect(),
                 distinguishing: p.distinguishing.join("; "),
             })
             .collect(),
         feature_names,
+        prediction_names: input
+            .profiles
+            .first()
+            .map(|p| {
+                p.predictions
+                    .iter()
+                    .map(|m| match m.name.as_str() {
+                        "CLV" => "mean CLV".to_string(),
+                        n => format!("mean {n}"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         candidate_rows: input
             .candidates
             .iter()

@@ -2,6 +2,7 @@
 //! and naming, the saved segmentation model that assigns new customers, and customer
 //! lifetime value models (BG/NBD, Gamma-Gamma), and propensity models (boosted trees, logistic).
 
+mod agreement;
 mod clv;
 mod kmeans;
 mod metrics;
@@ -12,6 +13,7 @@ mod propensity;
 mod scale;
 mod select;
 
+pub use agreement::{Agreement, agreement, calinski_harabasz, davies_bouldin};
 pub use clv::{
     BgNbd, ClvError, CustomerSummary, FitSettings, GammaGamma, ParetoNbd, Variant,
     customer_lifetime_value, hyp2f1, summarize,

@@ -355,6 +355,18 @@ fn clv_config(config: &Config, out: &Path) -> Result<()> {
     }
     if let Some((expected, actual)) = s.holdout {
         println!("holdout: expected {expected:.1} repeat purchases, actual {actual:.0}");
+        println!("  repeat purchases  customers  holdout mean: observed  model");
+        for r in &s.holdout_by_frequency {
+            let label = if r.frequency == 7 {
+                "7+".to_string()
+            } else {
+                r.frequency.to_string()
+            };
+            println!(
+                "  {label:>16}  {:>9}  {:>21.3}  {:.3}",
+                r.customers, r.observed, r.expected
+            );
+        }
     }
     for f in &s.files {
         println!("  {}", f.display());

@@ -237,8 +237,8 @@ fn bad_configs_are_rejected_before_any_data_is_read() {
         e.contains("unknown field `kmax`") && e.contains("line 4"),
         "{e}"
     );
-    let e = config_error("[sources.customers]\npath = \"c.csv\"\n");
-    assert!(e.contains("missing field `orders`"), "{e}");
+    let e = config_error("[run]\nseed = 1\n");
+    assert!(e.contains("missing field `sources`"), "{e}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod agreement;
 mod clv;
+mod gmm;
 mod kmeans;
 mod metrics;
 mod model;
@@ -18,6 +19,7 @@ pub use clv::{
     BgNbd, ClvError, CustomerSummary, FitSettings, GammaGamma, ParetoNbd, Variant,
     customer_lifetime_value, hyp2f1, summarize,
 };
+pub use gmm::{Covariance, Gmm, GmmError, GmmParams};
 pub use kmeans::{KMeans, KMeansError, KMeansInit, KMeansParams, KMeansValidParams};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};
 pub use model::{MODEL_FORMAT_VERSION, ModelError, SegmentationModel};

@@ -8,6 +8,7 @@ means_init and precisions_init computed from them), run exactly `iterations` EM 
 full covariances (tol = 0) and report seconds per iteration and the final mean log-likelihood.
 """
 import json
+import resource
 import os
 import subprocess
 import sys
@@ -58,10 +59,17 @@ for _ in range(repeats):
         times.append((time.perf_counter() - t) / iters)
     ll = gm.score(X)
 sk = float(np.median(times))
-ours = json.loads(subprocess.run([example, path, str(iters), str(repeats)], check=True,
-                                 capture_output=True, text=True).stdout)
+run = subprocess.run(["/usr/bin/time", "-f", "%M", example, path, str(iters), str(repeats)],
+                     check=True, capture_output=True, text=True)
+ours = json.loads(run.stdout)
+strata_peak_kib = int(run.stderr.strip().splitlines()[-1])
 print(json.dumps({"n": n, "d": d, "k": k, "iterations": iters,
                   "sklearn_seconds_per_iteration": sk, "sklearn_log_likelihood": ll,
                   "strata_seconds_per_iteration": ours["seconds_per_iteration"],
                   "strata_log_likelihood": ours["log_likelihood"],
-                  "ratio": sk / ours["seconds_per_iteration"]}, indent=1))
+                  "ratio": sk / ours["seconds_per_iteration"],
+                  # Peak RSS: the whole Python process (data, k-means, the mixture) and the
+                  # Rust example (CSV text, data, the mixture) under GNU time.
+                  "python_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "strata_peak_mib": strata_peak_kib / 1024},
+                 indent=1))

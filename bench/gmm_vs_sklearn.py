@@ -28,7 +28,7 @@ repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 k, d = 8, 8
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 example = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")),
-                       "release/examples/gmm_em")
+                       "release/examples/cluster_bench")
 
 X, _ = make_blobs(n_samples=n, n_features=d, centers=k, cluster_std=1.5, random_state=0)
 labels = KMeans(n_clusters=k, n_init=1, random_state=0).fit(X).labels_
@@ -59,7 +59,7 @@ for _ in range(repeats):
         times.append((time.perf_counter() - t) / iters)
     ll = gm.score(X)
 sk = float(np.median(times))
-run = subprocess.run(["/usr/bin/time", "-f", "%M", example, path, str(iters), str(repeats)],
+run = subprocess.run(["/usr/bin/time", "-f", "%M", example, "gmm", path, str(iters), str(repeats)],
                      check=True, capture_output=True, text=True)
 ours = json.loads(run.stdout)
 strata_peak_kib = int(run.stderr.strip().splitlines()[-1])

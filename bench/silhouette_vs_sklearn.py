@@ -22,7 +22,7 @@ n = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
 repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 example = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")),
-                       "release/examples/silhouette_time")
+                       "release/examples/cluster_bench")
 X, _ = make_blobs(n_samples=n, n_features=8, centers=8, cluster_std=2.0, random_state=0)
 labels = KMeans(n_clusters=8, n_init=1, random_state=0).fit(X).labels_
 path = os.path.join(tempfile.mkdtemp(prefix="strata-sil-"), "blobs.csv")
@@ -35,7 +35,7 @@ for _ in range(repeats):
     score = silhouette_score(X, labels)
     times.append(time.perf_counter() - t)
 sk = float(np.median(times))
-run = subprocess.run(["/usr/bin/time", "-f", "%M", example, path, str(repeats)], check=True,
+run = subprocess.run(["/usr/bin/time", "-f", "%M", example, "silhouette", path, str(repeats)], check=True,
                      capture_output=True, text=True)
 ours = json.loads(run.stdout)
 print(json.dumps({"n": n, "sklearn_seconds": sk, "sklearn_silhouette": float(score),

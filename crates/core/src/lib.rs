@@ -8,8 +8,10 @@ mod diagnostics;
 mod estimator;
 mod matrix;
 mod schema;
+mod sets;
 
 pub use diagnostics::{Location, Quarantined};
 pub use estimator::{Fit, ParamError, Predict, Transform};
 pub use matrix::{FeatureMatrix, MatrixError};
 pub use schema::{EntityKind, FieldSpec, FieldType, canonical_fields};
+pub use sets::DisjointSets;

@@ -4,7 +4,9 @@
 
 mod agreement;
 mod clv;
+mod dbscan;
 mod gmm;
+mod kdtree;
 mod kmeans;
 mod metrics;
 mod model;
@@ -19,7 +21,9 @@ pub use clv::{
     BgNbd, ClvError, CustomerSummary, FitSettings, GammaGamma, ParetoNbd, Variant,
     customer_lifetime_value, hyp2f1, summarize,
 };
+pub use dbscan::{Dbscan, DbscanError, KDistance, k_distance};
 pub use gmm::{Covariance, Gmm, GmmError, GmmParams};
+pub use kdtree::KdTree;
 pub use kmeans::{KMeans, KMeansError, KMeansInit, KMeansParams, KMeansValidParams};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};
 pub use model::{MODEL_FORMAT_VERSION, ModelError, SegmentationModel};

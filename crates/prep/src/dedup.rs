@@ -174,35 +174,6 @@ pub(crate) struct DedupOutcome {
 /// Pairs to score (i, j, level pattern) and training pattern counts, from some blocks.
 type BlockPairs = (Vec<(u32, u32, Pattern)>, HashMap<Pattern, u64>);
 
-struct UnionFind {
-    parent: Vec<usize>,
-}
-
-impl UnionFind {
-    fn new(n: usize) -> Self {
-        Self {
-            parent: (0..n).collect(),
-        }
-    }
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.parent[x] != x {
-            self.parent[x] = self.parent[self.parent[x]];
-            x = self.parent[x];
-        }
-        x
-    }
-    /// Joins the sets; the smaller root (earlier row) stays the root.
-    fn union(&mut self, a: usize, b: usize) -> bool {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra == rb {
-            return false;
-        }
-        let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-        self.parent[hi] = lo;
-        true
-    }
-}
-
 /// American Soundex: first letter and three digits (`Robert` → R163).
 pub(crate) fn soundex(s: &str) -> Option<String> {
     let letters: Vec<char> = s
@@ -475,7 +446,7 @@ pub(crate) fn deduplicate(
     n: usize,
 ) -> DedupOutcome {
     let started = std::time::Instant::now();
-    let mut uf = UnionFind::new(n);
+    let mut uf = strata_core::DisjointSets::new(n);
     let mut edges: Vec<MergeEdge> = Vec::new();
     let mut report = DedupReport {
         records: n as u64,

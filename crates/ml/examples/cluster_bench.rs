@@ -8,6 +8,8 @@
 //!   column: median seconds and the score.
 //! - `cluster_bench dbscan <csv> <eps> <min_samples> <repeats>`: DBSCAN on the feature columns:
 //!   median seconds, clusters, noise, core rows and the labels.
+//! - `cluster_bench ward <csv> <k> <repeats>`: Ward's dendrogram of the feature columns, cut
+//!   into k clusters: median seconds, the last merge height and the labels.
 //! - `cluster_bench kdtree`: radius queries as DBSCAN makes them, our k-d tree against
 //!   linfa-nn's (the `kdtree` crate) on blobs 100,000 × 8 (std 1), 5,000 queries at radius 1.5.
 
@@ -20,7 +22,7 @@
 
 use std::time::Instant;
 use strata_core::FeatureMatrix;
-use strata_ml::{Covariance, Dbscan, Gmm, GmmParams, KdTree, silhouette};
+use strata_ml::{Covariance, Dbscan, Dendrogram, Gmm, GmmParams, KdTree, Linkage, silhouette};
 
 /// Feature columns and the integer labels of the last column.
 fn read_csv(path: &str) -> (FeatureMatrix, Vec<u32>) {
@@ -103,8 +105,21 @@ fn main() {
                 labels.join(",")
             );
         }
+        "ward" => {
+            let (data, _) = read_csv(arg(2));
+            let k: usize = arg(3).parse().unwrap();
+            let (s, tree) = timed(arg(4).parse().unwrap(), || {
+                Dendrogram::fit(&data, Linkage::Ward).unwrap()
+            });
+            let labels: Vec<String> = tree.cut(k).unwrap().iter().map(u32::to_string).collect();
+            println!(
+                "{{\"seconds\": {s}, \"top_height\": {}, \"labels\": [{}]}}",
+                tree.merges.last().map_or(0.0, |m| m.height),
+                labels.join(",")
+            );
+        }
         "kdtree" => kdtree_vs_linfa(),
-        other => panic!("unknown benchmark `{other}`: gmm, silhouette, dbscan or kdtree"),
+        other => panic!("unknown benchmark `{other}`: gmm, silhouette, dbscan, ward or kdtree"),
     }
 }
 

@@ -6,6 +6,7 @@ mod agreement;
 mod clv;
 mod dbscan;
 mod gmm;
+mod hierarchical;
 mod kdtree;
 mod kmeans;
 mod metrics;
@@ -23,6 +24,7 @@ pub use clv::{
 };
 pub use dbscan::{Dbscan, DbscanError, KDistance, k_distance};
 pub use gmm::{Covariance, Gmm, GmmError, GmmParams};
+pub use hierarchical::{Dendrogram, HierarchicalError, Linkage, MAX_MATRIX_ROWS, Merge};
 pub use kdtree::KdTree;
 pub use kmeans::{KMeans, KMeansError, KMeansInit, KMeansParams, KMeansValidParams};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};

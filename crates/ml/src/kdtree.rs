@@ -104,20 +104,14 @@ impl KdTree {
         self.order.is_empty()
     }
 
-    /// Squared distance from `q` to the node's bounding box.
+    /// Squared distance from `q` to the node's bounding box (branch-free per dimension).
     fn box_distance2(&self, node: usize, q: &[f64]) -> f64 {
         let d = self.d;
         let b = &self.bounds[node * 2 * d..(node + 1) * 2 * d];
+        let (lo, hi) = b.split_at(d);
         let mut s = 0.0;
-        for j in 0..d {
-            let v = q[j];
-            let gap = if v < b[j] {
-                b[j] - v
-            } else if v > b[d + j] {
-                v - b[d + j]
-            } else {
-                0.0
-            };
+        for ((&v, &l), &h) in q.iter().zip(lo).zip(hi) {
+            let gap = (l - v).max(v - h).max(0.0);
             s += gap * gap;
         }
         s
@@ -127,9 +121,10 @@ impl KdTree {
     fn box_far_distance2(&self, node: usize, q: &[f64]) -> f64 {
         let d = self.d;
         let b = &self.bounds[node * 2 * d..(node + 1) * 2 * d];
+        let (lo, hi) = b.split_at(d);
         let mut s = 0.0;
-        for j in 0..d {
-            let gap = (q[j] - b[j]).abs().max((b[d + j] - q[j]).abs());
+        for ((&v, &l), &h) in q.iter().zip(lo).zip(hi) {
+            let gap = (v - l).abs().max((h - v).abs());
             s += gap * gap;
         }
         s

@@ -5,6 +5,7 @@
 mod agreement;
 mod clv;
 mod dbscan;
+mod fuzzy;
 mod gmm;
 mod hierarchical;
 mod kdtree;
@@ -16,6 +17,7 @@ mod profile;
 mod propensity;
 mod scale;
 mod select;
+mod stability;
 
 pub use agreement::{Agreement, agreement, calinski_harabasz, davies_bouldin};
 pub use clv::{
@@ -23,6 +25,7 @@ pub use clv::{
     customer_lifetime_value, hyp2f1, summarize,
 };
 pub use dbscan::{Dbscan, DbscanError, KDistance, k_distance};
+pub use fuzzy::{FuzzyCMeans, FuzzyError, FuzzyParams};
 pub use gmm::{Covariance, Gmm, GmmError, GmmParams};
 pub use hierarchical::{Dendrogram, HierarchicalError, Linkage, MAX_MATRIX_ROWS, Merge};
 pub use kdtree::KdTree;
@@ -38,3 +41,4 @@ pub use propensity::{
 };
 pub use scale::{ScaleError, Scaler, ScalerKind};
 pub use select::{KCandidate, Selection, SelectionParams, select_k};
+pub use stability::{Stability, subsample_stability};

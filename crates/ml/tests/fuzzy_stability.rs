@@ -1,0 +1,198 @@
+//! Fuzzy c-means and subsample stability.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use strata_core::FeatureMatrix;
+use strata_ml::{
+    FuzzyCMeans, FuzzyError, FuzzyParams, KMeansParams, adjusted_rand_index, subsample_stability,
+};
+
+fn blobs(n: usize, k: usize, spread: f64, seed: u64) -> (FeatureMatrix, Vec<u32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let centres: Vec<[f64; 3]> = (0..k)
+        .map(|_| std::array::from_fn(|_| rng.random_range(-10.0..10.0)))
+        .collect();
+    let (mut v, mut truth) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let c = i % k;
+        v.extend(
+            centres[c]
+                .iter()
+                .map(|x| x + rng.random_range(-spread..spread)),
+        );
+        truth.push(c as u32);
+    }
+    let m = FeatureMatrix::new(
+        (0..n).map(|i| i.to_string()).collect(),
+        (0..3).map(|j| format!("x{j}")).collect(),
+        v,
+    )
+    .unwrap();
+    (m, truth)
+}
+
+#[test]
+fn fuzzy_c_means_recovers_groups_with_soft_memberships() {
+    let (data, truth) = blobs(1200, 4, 1.5, 1);
+    let model = FuzzyCMeans::fit(&data, &FuzzyParams::new(4)).unwrap();
+    assert!(model.converged);
+    let labels = model.predict(&data);
+    assert!(adjusted_rand_index(&truth, &labels) > 0.95);
+    let u = model.memberships(&data);
+    for row in u.chunks(4) {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(row.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    }
+    // A row midway between two centres is shared; a larger fuzzifier softens everything.
+    let mid: Vec<f64> = (0..3)
+        .map(|j| (model.centres[j] + model.centres[3 + j]) / 2.0)
+        .collect();
+    let probe = FeatureMatrix::new(vec!["p".into()], data.names().to_vec(), mid).unwrap();
+    let pu = model.memberships(&probe);
+    assert!((pu[0] - pu[1]).abs() < 1e-9, "{pu:?}");
+    let soft = FuzzyCMeans::fit(
+        &data,
+        &FuzzyParams {
+            m: 3.0,
+            ..FuzzyParams::new(4)
+        },
+    )
+    .unwrap();
+    let max_hard: f64 = u
+        .chunks(4)
+        .map(|r| r.iter().copied().fold(0.0, f64::max))
+        .sum();
+    let max_soft: f64 = soft
+        .memberships(&data)
+        .chunks(4)
+        .map(|r| r.iter().copied().fold(0.0, f64::max))
+        .sum();
+    assert!(max_soft < max_hard);
+    // A row exactly on a centre belongs to it fully.
+    let on = FeatureMatrix::new(
+        vec!["c".into()],
+        data.names().to_vec(),
+        model.centres[..3].to_vec(),
+    )
+    .unwrap();
+    assert_eq!(model.memberships(&on)[0], 1.0);
+}
+
+#[test]
+fn fuzzy_results_do_not_depend_on_threads_and_bad_parameters_fail() {
+    let (data, _) = blobs(10_000, 3, 2.0, 2);
+    let fit = |t: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .unwrap()
+            .install(|| FuzzyCMeans::fit(&data, &FuzzyParams::new(3)).unwrap())
+    };
+    let (a, b) = (fit(1), fit(2));
+    assert!(
+        a.centres
+            .iter()
+            .zip(&b.centres)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
+    assert!(matches!(
+        FuzzyCMeans::fit(
+            &data,
+            &FuzzyParams {
+                m: 1.0,
+                ..FuzzyParams::new(3)
+            }
+        ),
+        Err(FuzzyError::BadFuzzifier(_))
+    ));
+    assert!(matches!(
+        FuzzyCMeans::fit(&data, &FuzzyParams::new(0)),
+        Err(FuzzyError::BadK { k: 0, .. })
+    ));
+}
+
+fn kmeans_labels(data: &FeatureMatrix, k: usize, seed: u64) -> Result<Vec<u32>, String> {
+    KMeansParams::new(k)
+        .seed(seed)
+        .n_init(3)
+        .check()
+        .map_err(|e| e.to_string())?
+        .fit(data)
+        .map(|m| m.labels().to_vec())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn stability_separates_real_structure_from_forced_splits() {
+    // Four clear groups: k = 4 is stable.
+    let (data, _) = blobs(2000, 4, 1.0, 3);
+    let reference = kmeans_labels(&data, 4, 1).unwrap();
+    let s = subsample_stability(
+        &data,
+        &reference,
+        |d, seed| kmeans_labels(d, 4, seed),
+        10,
+        0.8,
+        7,
+    )
+    .unwrap();
+    assert_eq!(s.ari.len(), 10);
+    assert!(s.ari_mean > 0.99, "{s:?}");
+    assert!(s.jaccard.iter().all(|&j| j > 0.95), "{:?}", s.jaccard);
+    // One uniform cloud cut into 7: the cuts move between subsamples.
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let cloud = FeatureMatrix::new(
+        (0..2000).map(|i| i.to_string()).collect(),
+        vec!["x".into(), "y".into()],
+        (0..4000).map(|_| rng.random_range(0.0..1.0)).collect(),
+    )
+    .unwrap();
+    let reference = kmeans_labels(&cloud, 7, 1).unwrap();
+    let u = subsample_stability(
+        &cloud,
+        &reference,
+        |d, seed| kmeans_labels(d, 7, seed),
+        10,
+        0.8,
+        7,
+    )
+    .unwrap();
+    assert!(
+        u.ari_mean < s.ari_mean - 0.1,
+        "{} vs {}",
+        u.ari_mean,
+        s.ari_mean
+    );
+    assert!(u.jaccard.iter().any(|&j| j < 0.85), "{:?}", u.jaccard);
+    // Same seed, same answer.
+    let again = subsample_stability(
+        &data,
+        &kmeans_labels(&data, 4, 1).unwrap(),
+        |d, seed| kmeans_labels(d, 4, seed),
+        10,
+        0.8,
+        7,
+    )
+    .unwrap();
+    assert_eq!(again.ari, s.ari);
+    assert!(
+        subsample_stability(&data, &[0], |d, seed| kmeans_labels(d, 4, seed), 10, 0.8, 7).is_err()
+    );
+    assert!(
+        subsample_stability(
+            &data,
+            &reference[..0],
+            |d, seed| kmeans_labels(d, 4, seed),
+            0,
+            0.8,
+            7
+        )
+        .is_err()
+    );
+}

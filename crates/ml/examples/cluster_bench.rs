@@ -10,6 +10,9 @@
 //!   median seconds, clusters, noise, core rows and the labels.
 //! - `cluster_bench ward <csv> <k> <repeats>`: Ward's dendrogram of the feature columns, cut
 //!   into k clusters: median seconds, the last merge height and the labels.
+//! - `cluster_bench kmeans <npy> <k> <iterations> <repeats> <lloyd|hamerly>`: k-means from the
+//!   first k rows as centres, at most `iterations` steps (tol = 0): median seconds per
+//!   iteration, iterations and inertia. The data are a little-endian f64 C-order `.npy` matrix.
 //! - `cluster_bench kdtree`: radius queries as DBSCAN makes them, our k-d tree against
 //!   linfa-nn's (the `kdtree` crate) on blobs 100,000 × 8 (std 1), 5,000 queries at radius 1.5.
 
@@ -22,7 +25,10 @@
 
 use std::time::Instant;
 use strata_core::FeatureMatrix;
-use strata_ml::{Covariance, Dbscan, Dendrogram, Gmm, GmmParams, KdTree, Linkage, silhouette};
+use strata_ml::{
+    Covariance, Dbscan, Dendrogram, Gmm, GmmParams, KMeansAlgorithm, KMeansParams, KdTree, Linkage,
+    silhouette,
+};
 
 /// Feature columns and the integer labels of the last column.
 fn read_csv(path: &str) -> (FeatureMatrix, Vec<u32>) {
@@ -43,6 +49,40 @@ fn read_csv(path: &str) -> (FeatureMatrix, Vec<u32>) {
     )
     .unwrap();
     (data, labels)
+}
+
+/// A 2-D little-endian f64 C-order `.npy` file (what `numpy.save` writes for such arrays).
+fn read_npy(path: &str) -> FeatureMatrix {
+    let bytes = std::fs::read(path).expect("read the .npy file");
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "not a .npy file");
+    let (header_len, start) = if bytes[6] == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        )
+    };
+    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
+    assert!(header.contains("'<f8'") && header.contains("'fortran_order': False"));
+    let shape = &header[header.find("'shape': (").unwrap() + 10..];
+    let dims: Vec<usize> = shape[..shape.find(')').unwrap()]
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let values: Vec<f64> = bytes[start + header_len..]
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let (n, d) = (dims[0], dims[1]);
+    assert_eq!(values.len(), n * d);
+    FeatureMatrix::new(
+        (0..n).map(|i| i.to_string()).collect(),
+        (0..d).map(|j| format!("x{j}")).collect(),
+        values,
+    )
+    .unwrap()
 }
 
 /// Median of `repeats` timings of `f`, and its last result.
@@ -118,8 +158,35 @@ fn main() {
                 labels.join(",")
             );
         }
+        "kmeans" => {
+            let data = read_npy(arg(2));
+            let (k, iterations): (usize, usize) =
+                (arg(3).parse().unwrap(), arg(4).parse().unwrap());
+            let init = data.data()[..k * data.n_cols()].to_vec();
+            let algorithm = match arg(6) {
+                "hamerly" => KMeansAlgorithm::Hamerly,
+                _ => KMeansAlgorithm::Lloyd,
+            };
+            let params = KMeansParams::new(k)
+                .algorithm(algorithm)
+                .max_iter(iterations)
+                .tol(0.0)
+                .check()
+                .unwrap();
+            let (s, model) = timed(arg(5).parse().unwrap(), || {
+                params.fit_from(&data, init.clone()).unwrap()
+            });
+            println!(
+                "{{\"seconds_per_iteration\": {}, \"iterations\": {}, \"inertia\": {}}}",
+                s / model.n_iter() as f64,
+                model.n_iter(),
+                model.inertia()
+            );
+        }
         "kdtree" => kdtree_vs_linfa(),
-        other => panic!("unknown benchmark `{other}`: gmm, silhouette, dbscan, ward or kdtree"),
+        other => {
+            panic!("unknown benchmark `{other}`: gmm, silhouette, dbscan, ward, kmeans or kdtree")
+        }
     }
 }
 

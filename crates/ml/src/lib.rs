@@ -29,7 +29,9 @@ pub use fuzzy::{FuzzyCMeans, FuzzyError, FuzzyParams};
 pub use gmm::{Covariance, Gmm, GmmError, GmmParams};
 pub use hierarchical::{Dendrogram, HierarchicalError, Linkage, MAX_MATRIX_ROWS, Merge};
 pub use kdtree::KdTree;
-pub use kmeans::{KMeans, KMeansError, KMeansInit, KMeansParams, KMeansValidParams};
+pub use kmeans::{
+    KMeans, KMeansAlgorithm, KMeansError, KMeansInit, KMeansParams, KMeansValidParams,
+};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};
 pub use model::{MODEL_FORMAT_VERSION, ModelError, SegmentationModel};
 pub use pca::{Pca, PcaError};

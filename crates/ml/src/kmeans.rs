@@ -208,7 +208,7 @@ impl Predict for KMeans {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn dist2(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
@@ -473,20 +473,37 @@ impl KMeansValidParams {
             return Err(KMeansError::TooFewRows { k, n });
         }
         let x = data.data();
-        let mean_variance = mean_variance(x, d);
-        let tol = p.tol * mean_variance;
-        let (centroids, n_iter) = match p.algorithm {
-            KMeansAlgorithm::Lloyd => lloyd(x, d, k, init, p.max_iter, tol),
+        // With tol = 0 only an exact standstill stops: the variance is not needed.
+        let tol = if p.tol == 0.0 {
+            0.0
+        } else {
+            p.tol * mean_variance(x, d)
+        };
+        let (centroids, n_iter, labels) = match p.algorithm {
+            KMeansAlgorithm::Lloyd => {
+                let (c, it) = lloyd(x, d, k, init, p.max_iter, tol);
+                (c, it, None)
+            }
             KMeansAlgorithm::Hamerly => hamerly(x, d, k, init, p.max_iter, tol),
         };
-        let last = assign(x, d, &centroids, k);
+        let (labels, inertia) = match labels {
+            // Hamerly's last pass already labelled the rows for the final centres.
+            Some(labels) => {
+                let inertia = inertia_of(x, d, &centroids, &labels);
+                (labels, inertia)
+            }
+            None => {
+                let last = assign(x, d, &centroids, k);
+                (last.labels, last.inertia)
+            }
+        };
         Ok(KMeans {
             k,
             d,
             centroids,
-            inertia: last.inertia,
+            inertia,
             n_iter,
-            labels: last.labels,
+            labels,
         })
     }
 }
@@ -563,7 +580,7 @@ fn lloyd(
 
 /// The two nearest centres of `row`: (index, distance) of the nearest and the distance of
 /// the second (Euclidean, not squared).
-#[inline]
+#[inline(always)]
 fn two_nearest(row: &[f64], ct: &[f64], buf: &mut [f64]) -> (u32, f64, f64) {
     distances_to(row, ct, buf);
     let (mut best, mut b1, mut b2) = (0u32, f64::INFINITY, f64::INFINITY);
@@ -579,6 +596,107 @@ fn two_nearest(row: &[f64], ct: &[f64], buf: &mut [f64]) -> (u32, f64, f64) {
     (best, b1.sqrt(), b2.sqrt())
 }
 
+/// Hamerly's first, complete assignment of one chunk: labels, exact bounds, sums.
+struct HamerlyFirst<'a> {
+    rows: &'a [f64],
+    labels: &'a mut [u32],
+    upper: &'a mut [f64],
+    lower: &'a mut [f64],
+    ct: &'a [f64],
+    k: usize,
+    d: usize,
+}
+
+impl pulp::WithSimd for HamerlyFirst<'_> {
+    type Output = (Vec<f64>, Vec<i64>);
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let (k, d) = (self.k, self.d);
+        let (mut sums, mut counts) = (vec![0.0; k * d], vec![0i64; k]);
+        let mut buf = vec![0.0; k.div_ceil(LANES) * LANES];
+        for (((row, l), u), w) in self
+            .rows
+            .chunks_exact(d)
+            .zip(self.labels.iter_mut())
+            .zip(self.upper.iter_mut())
+            .zip(self.lower.iter_mut())
+        {
+            let (c, d1, d2) = two_nearest(row, self.ct, &mut buf);
+            (*l, *u, *w) = (c, d1, d2);
+            counts[c as usize] += 1;
+            for (s, v) in sums[c as usize * d..(c as usize + 1) * d]
+                .iter_mut()
+                .zip(row)
+            {
+                *s += v;
+            }
+        }
+        (sums, counts)
+    }
+}
+
+/// One Hamerly iteration over a chunk: bounds moved with the centres, rows whose bounds do
+/// not prove them in place re-examined; the sums' changes for rows that moved.
+struct HamerlyPass<'a> {
+    rows: &'a [f64],
+    labels: &'a mut [u32],
+    upper: &'a mut [f64],
+    lower: &'a mut [f64],
+    ct: &'a [f64],
+    centroids: &'a [f64],
+    moved: &'a [f64],
+    half: &'a [f64],
+    /// The centre that moved most, its movement, and the second-largest movement.
+    lower_drop: (usize, f64, f64),
+    k: usize,
+    d: usize,
+}
+
+impl pulp::WithSimd for HamerlyPass<'_> {
+    type Output = Option<(Vec<f64>, Vec<i64>)>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let (k, d) = (self.k, self.d);
+        let (m1_idx, m1, m2) = self.lower_drop;
+        let mut delta: Option<(Vec<f64>, Vec<i64>)> = None;
+        let mut buf = vec![0.0; k.div_ceil(LANES) * LANES];
+        for (((row, l), u), w) in self
+            .rows
+            .chunks_exact(d)
+            .zip(self.labels.iter_mut())
+            .zip(self.upper.iter_mut())
+            .zip(self.lower.iter_mut())
+        {
+            let a = *l as usize;
+            *u += self.moved[a];
+            *w -= if a == m1_idx { m2 } else { m1 };
+            let bound = self.half[a].max(*w);
+            if *u <= bound {
+                continue;
+            }
+            *u = dist2(row, &self.centroids[a * d..(a + 1) * d]).sqrt();
+            if *u <= bound {
+                continue;
+            }
+            let (c, d1, d2) = two_nearest(row, self.ct, &mut buf);
+            (*u, *w) = (d1, d2);
+            if c as usize != a {
+                let (s, n) = delta.get_or_insert_with(|| (vec![0.0; k * d], vec![0; k]));
+                for (j, v) in row.iter().enumerate() {
+                    s[a * d + j] -= v;
+                    s[c as usize * d + j] += v;
+                }
+                n[a] -= 1;
+                n[c as usize] += 1;
+                *l = c;
+            }
+        }
+        delta
+    }
+}
+
 /// Lloyd's iterations with Hamerly's bounds (Hamerly 2010, "Making k-means even faster").
 /// Falls back to [`lloyd`] for the remaining iterations when a cluster empties.
 fn hamerly(
@@ -588,36 +706,33 @@ fn hamerly(
     mut centroids: Vec<f64>,
     max_iter: usize,
     tol: f64,
-) -> (Vec<f64>, usize) {
+) -> (Vec<f64>, usize, Option<Vec<u32>>) {
     let n = x.len() / d;
     if k < 2 {
-        return lloyd(x, d, k, centroids, max_iter, tol);
+        let (c, it) = lloyd(x, d, k, centroids, max_iter, tol);
+        return (c, it, None);
     }
     let mut labels = vec![0u32; n];
     let mut upper = vec![0.0f64; n];
     let mut lower = vec![0.0f64; n];
     // The first assignment is complete: exact bounds and sums.
+    let arch = pulp::Arch::new();
     let ct = transpose(&centroids, k, d);
     let parts: Vec<(Vec<f64>, Vec<i64>)> = x
         .par_chunks(CHUNK_ROWS * d)
         .zip(labels.par_chunks_mut(CHUNK_ROWS))
         .zip(upper.par_chunks_mut(CHUNK_ROWS))
         .zip(lower.par_chunks_mut(CHUNK_ROWS))
-        .map(|(((rows, lab), up), lo)| {
-            let (mut sums, mut counts) = (vec![0.0; k * d], vec![0i64; k]);
-            let mut buf = vec![0.0; k.div_ceil(LANES) * LANES];
-            for (((row, l), u), w) in rows.chunks_exact(d).zip(lab).zip(up).zip(lo) {
-                let (c, d1, d2) = two_nearest(row, &ct, &mut buf);
-                (*l, *u, *w) = (c, d1, d2);
-                counts[c as usize] += 1;
-                for (s, v) in sums[c as usize * d..(c as usize + 1) * d]
-                    .iter_mut()
-                    .zip(row)
-                {
-                    *s += v;
-                }
-            }
-            (sums, counts)
+        .map(|(((rows, labels), upper), lower)| {
+            arch.dispatch(HamerlyFirst {
+                rows,
+                labels,
+                upper,
+                lower,
+                ct: &ct,
+                k,
+                d,
+            })
         })
         .collect();
     let (mut sums, mut counts) = (vec![0.0; k * d], vec![0i64; k]);
@@ -630,7 +745,7 @@ fn hamerly(
         if counts.contains(&0) {
             // Lloyd's own handling of an empty cluster, from the same centres.
             let (c, more) = lloyd(x, d, k, centroids, max_iter - n_iter, tol);
-            return (c, n_iter + more);
+            return (c, n_iter + more, None);
         }
         n_iter += 1;
         let mut next = sums.clone();
@@ -645,9 +760,8 @@ fn hamerly(
             .map(|(a, b)| dist2(a, b).sqrt())
             .collect();
         centroids = next;
-        if shift <= tol || n_iter == max_iter {
-            break;
-        }
+        // After the last update the pass below is the final labelling.
+        let last = shift <= tol || n_iter == max_iter;
         // Half the distance from each centre to its nearest other centre.
         let half: Vec<f64> = (0..k)
             .map(|c| {
@@ -675,43 +789,47 @@ fn hamerly(
             .zip(labels.par_chunks_mut(CHUNK_ROWS))
             .zip(upper.par_chunks_mut(CHUNK_ROWS))
             .zip(lower.par_chunks_mut(CHUNK_ROWS))
-            .map(|(((rows, lab), up), lo)| {
-                let mut delta: Option<(Vec<f64>, Vec<i64>)> = None;
-                let mut buf = vec![0.0; k.div_ceil(LANES) * LANES];
-                for (((row, l), u), w) in rows.chunks_exact(d).zip(lab).zip(up).zip(lo) {
-                    let a = *l as usize;
-                    *u += moved[a];
-                    *w -= if a == m1_idx { m2 } else { m1 };
-                    let bound = half[a].max(*w);
-                    if *u <= bound {
-                        continue;
-                    }
-                    *u = dist2(row, &centroids_ref[a * d..(a + 1) * d]).sqrt();
-                    if *u <= bound {
-                        continue;
-                    }
-                    let (c, d1, d2) = two_nearest(row, &ct, &mut buf);
-                    (*u, *w) = (d1, d2);
-                    if c as usize != a {
-                        let (s, n) = delta.get_or_insert_with(|| (vec![0.0; k * d], vec![0; k]));
-                        for (j, v) in row.iter().enumerate() {
-                            s[a * d + j] -= v;
-                            s[c as usize * d + j] += v;
-                        }
-                        n[a] -= 1;
-                        n[c as usize] += 1;
-                        *l = c;
-                    }
-                }
-                delta
+            .map(|(((rows, labels), upper), lower)| {
+                arch.dispatch(HamerlyPass {
+                    rows,
+                    labels,
+                    upper,
+                    lower,
+                    ct: &ct,
+                    centroids: centroids_ref,
+                    moved: &moved,
+                    half: &half,
+                    lower_drop: (m1_idx, m1, m2),
+                    k,
+                    d,
+                })
             })
             .collect();
         for (s, c) in deltas.iter().flatten() {
             sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
             counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
         }
+        if last {
+            break;
+        }
     }
-    (centroids, n_iter)
+    (centroids, n_iter, Some(labels))
+}
+
+/// Σ squared distance of each row to its centre, chunk by chunk in order (as `assign`
+/// sums it, so both give the same value for the same labels).
+fn inertia_of(x: &[f64], d: usize, centroids: &[f64], labels: &[u32]) -> f64 {
+    let parts: Vec<f64> = x
+        .par_chunks(CHUNK_ROWS * d)
+        .zip(labels.par_chunks(CHUNK_ROWS))
+        .map(|(rows, labels)| {
+            rows.chunks_exact(d)
+                .zip(labels)
+                .map(|(row, &c)| dist2(row, &centroids[c as usize * d..(c as usize + 1) * d]))
+                .fold(0.0, |a, b| a + b)
+        })
+        .collect();
+    parts.iter().fold(0.0, |a, b| a + b)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! k-means: greedy k-means++ (or random) initialisation, restarts, and Lloyd iterations.
+//! k-means: greedy k-means++ (or random) initialisation, restarts, and Lloyd iterations —
+//! computed directly or, by default, with Hamerly's distance bounds (the same iterations).
 //!
 //! Our own kernel rather than linfa's: linfa 0.8 updates centroids row by row on one thread,
 //! and this loop is 2.1× faster for the same iterations and inertia (`benches/kmeans.rs`,
@@ -28,11 +29,12 @@ pub enum KMeansInit {
 #[serde(rename_all = "snake_case")]
 pub enum KMeansAlgorithm {
     /// Every row against every centre, every iteration.
-    #[default]
     Lloyd,
     /// Hamerly's bounds: per row an upper bound on the distance to its centre and a lower
     /// bound on the distance to any other; a row whose bounds prove it cannot move is not
-    /// looked at, and centre sums are updated only for the rows that move.
+    /// looked at, and centre sums are updated only for the rows that move. The default:
+    /// same answer, 1.8–3.7× fewer seconds per iteration than Lloyd at 1M rows.
+    #[default]
     Hamerly,
 }
 
@@ -61,7 +63,7 @@ impl KMeansParams {
             tol: 1e-4,
             seed: 0,
             init: KMeansInit::KMeansPlusPlus,
-            algorithm: KMeansAlgorithm::Lloyd,
+            algorithm: KMeansAlgorithm::Hamerly,
         }
     }
 

@@ -6,6 +6,7 @@ mod agreement;
 mod clv;
 mod dbscan;
 mod fuzzy;
+mod gap;
 mod gmm;
 mod hierarchical;
 mod kdtree;
@@ -26,6 +27,7 @@ pub use clv::{
 };
 pub use dbscan::{Dbscan, DbscanError, KDistance, k_distance};
 pub use fuzzy::{FuzzyCMeans, FuzzyError, FuzzyParams};
+pub use gap::{Gap, gap_statistic};
 pub use gmm::{Covariance, Gmm, GmmError, GmmParams};
 pub use hierarchical::{Dendrogram, HierarchicalError, Linkage, MAX_MATRIX_ROWS, Merge};
 pub use kdtree::KdTree;

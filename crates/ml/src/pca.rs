@@ -16,6 +16,8 @@ pub enum PcaError {
     },
     #[error("eigendecomposition did not converge")]
     NoConvergence,
+    #[error("the share of variance to keep is {0}: it must be in (0, 1]")]
+    BadShare(f64),
 }
 
 /// A fitted PCA: centred projection onto the top components.
@@ -93,6 +95,47 @@ impl Pca {
         })
     }
 
+    /// The fewest components whose explained variance reaches `share` of the total (for
+    /// instance 0.9 for 90%).
+    pub fn fit_variance(data: &FeatureMatrix, share: f64) -> Result<Self, PcaError> {
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(PcaError::BadShare(share));
+        }
+        let mut full = Self::fit(data, data.n_cols())?;
+        let mut cumulative = 0.0;
+        let mut keep = full.explained_variance_ratio.len();
+        for (i, r) in full.explained_variance_ratio.iter().enumerate() {
+            cumulative += r;
+            // A hair of slack so that share = 1 keeps components up to rounding.
+            if cumulative >= share - 1e-12 {
+                keep = i + 1;
+                break;
+            }
+        }
+        let d = full.mean.len();
+        full.components.truncate(keep * d);
+        full.explained_variance.truncate(keep);
+        full.explained_variance_ratio.truncate(keep);
+        Ok(full)
+    }
+
+    /// Every row projected onto the components, as a matrix with columns `pc1`, `pc2`, ….
+    pub fn transform(
+        &self,
+        data: &FeatureMatrix,
+    ) -> Result<FeatureMatrix, strata_core::MatrixError> {
+        let values = (0..data.n_rows())
+            .flat_map(|i| self.project(data.row(i)))
+            .collect();
+        FeatureMatrix::new(
+            data.ids().to_vec(),
+            (1..=self.n_components())
+                .map(|c| format!("pc{c}"))
+                .collect(),
+            values,
+        )
+    }
+
     pub fn n_components(&self) -> usize {
         self.explained_variance.len()
     }
@@ -151,5 +194,42 @@ mod tests {
         let r: f64 = pca.explained_variance_ratio().iter().sum();
         assert!((r - 1.0).abs() < 1e-12);
         assert!(Pca::fit(&m, 3).is_err());
+    }
+
+    #[test]
+    fn keeps_the_fewest_components_reaching_a_variance_share() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        // Three columns driven by one factor plus small noise, and one pure-noise column.
+        let n = 500;
+        let mut values = Vec::with_capacity(n * 4);
+        for _ in 0..n {
+            let f: f64 = rng.random_range(-10.0..10.0);
+            values.extend([
+                f + rng.random_range(-0.1..0.1),
+                2.0 * f + rng.random_range(-0.1..0.1),
+                -f + rng.random_range(-0.1..0.1),
+                rng.random_range(-1.0..1.0),
+            ]);
+        }
+        let data = FeatureMatrix::new(
+            (0..n).map(|i| i.to_string()).collect(),
+            (0..4).map(|j| format!("x{j}")).collect(),
+            values,
+        )
+        .unwrap();
+        let one = Pca::fit_variance(&data, 0.95).unwrap();
+        assert_eq!(one.n_components(), 1);
+        assert!(one.explained_variance_ratio()[0] > 0.95);
+        let two = Pca::fit_variance(&data, 0.9999).unwrap();
+        assert_eq!(two.n_components(), 2);
+        assert_eq!(Pca::fit_variance(&data, 1.0).unwrap().n_components(), 4);
+        let t = one.transform(&data).unwrap();
+        assert_eq!((t.n_rows(), t.names()), (n, &["pc1".to_string()][..]));
+        assert!(matches!(
+            Pca::fit_variance(&data, 0.0),
+            Err(PcaError::BadShare(_))
+        ));
+        assert!(Pca::fit_variance(&data, 1.5).is_err());
     }
 }

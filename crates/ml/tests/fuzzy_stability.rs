@@ -1,4 +1,4 @@
-//! Fuzzy c-means and subsample stability.
+//! Fuzzy c-means, subsample stability and the gap statistic.
 
 #![allow(
     clippy::unwrap_used,
@@ -195,4 +195,23 @@ fn stability_separates_real_structure_from_forced_splits() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn the_gap_statistic_finds_the_groups_and_says_one_for_a_uniform_cloud() {
+    let (data, _) = blobs(900, 3, 1.0, 5);
+    let g = strata_ml::gap_statistic(&data, 1, 6, 8, 2, 1).unwrap();
+    assert_eq!(g.chosen, 3, "{g:?}");
+    assert_eq!(g.ks, vec![1, 2, 3, 4, 5, 6]);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let cloud = FeatureMatrix::new(
+        (0..600).map(|i| i.to_string()).collect(),
+        vec!["x".into(), "y".into()],
+        (0..1200).map(|_| rng.random_range(0.0..1.0)).collect(),
+    )
+    .unwrap();
+    let u = strata_ml::gap_statistic(&cloud, 1, 5, 8, 2, 1).unwrap();
+    assert_eq!(u.chosen, 1, "{u:?}");
+    assert!(strata_ml::gap_statistic(&cloud, 0, 5, 8, 2, 1).is_err());
+    assert!(strata_ml::gap_statistic(&cloud, 1, 5, 1, 2, 1).is_err());
 }

@@ -11,6 +11,7 @@ mod gmm;
 mod hierarchical;
 mod kdtree;
 mod kmeans;
+mod kprototypes;
 mod metrics;
 mod model;
 mod pca;
@@ -34,6 +35,7 @@ pub use kdtree::KdTree;
 pub use kmeans::{
     KMeans, KMeansAlgorithm, KMeansError, KMeansInit, KMeansParams, KMeansValidParams,
 };
+pub use kprototypes::{KPrototypes, KPrototypesError, KPrototypesParams};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};
 pub use model::{MODEL_FORMAT_VERSION, ModelError, SegmentationModel};
 pub use pca::{Pca, PcaError};

@@ -1,4 +1,4 @@
-//! Fuzzy c-means, subsample stability and the gap statistic.
+//! Fuzzy c-means, k-prototypes, subsample stability and the gap statistic.
 
 #![allow(
     clippy::unwrap_used,
@@ -214,4 +214,77 @@ fn the_gap_statistic_finds_the_groups_and_says_one_for_a_uniform_cloud() {
     assert_eq!(u.chosen, 1, "{u:?}");
     assert!(strata_ml::gap_statistic(&cloud, 0, 5, 8, 2, 1).is_err());
     assert!(strata_ml::gap_statistic(&cloud, 1, 5, 1, 2, 1).is_err());
+}
+
+#[test]
+fn k_prototypes_uses_both_numeric_and_categorical_signal() {
+    use strata_ml::{KPrototypes, KPrototypesError, KPrototypesParams};
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let n = 1200;
+    // Four groups: numeric tells {0,1} from {2,3}; only the categories tell 0 from 1 and 2 from 3.
+    let mut numeric = Vec::new();
+    let mut cats = Vec::new();
+    let mut truth = Vec::new();
+    for i in 0..n {
+        let g = (i % 4) as u32;
+        let centre = if g < 2 { -5.0 } else { 5.0 };
+        numeric.push(centre + rng.random_range(-1.0..1.0));
+        numeric.push(rng.random_range(-1.0..1.0));
+        // Two categorical features tied to the group 90% of the time.
+        for f in 0..2u32 {
+            let v = if rng.random::<f64>() < 0.9 {
+                g % 2 + 10 * f
+            } else {
+                rng.random_range(0..4) + 10 * f
+            };
+            cats.push(v);
+        }
+        truth.push(g);
+    }
+    let data = FeatureMatrix::new(
+        (0..n).map(|i| i.to_string()).collect(),
+        vec!["a".into(), "b".into()],
+        numeric,
+    )
+    .unwrap();
+    let params = KPrototypesParams {
+        gamma: Some(3.0),
+        seed: 2,
+        ..KPrototypesParams::new(4)
+    };
+    let model = KPrototypes::fit(&data, &cats, &params).unwrap();
+    let ari = adjusted_rand_index(&truth, &model.labels);
+    assert!(ari > 0.7, "ARI {ari}");
+    // Without the categories (gamma = 0) only two groups are separable.
+    let blind = KPrototypes::fit(
+        &data,
+        &cats,
+        &KPrototypesParams {
+            gamma: Some(0.0),
+            ..params
+        },
+    )
+    .unwrap();
+    assert!(adjusted_rand_index(&truth, &blind.labels) < ari - 0.2);
+    // Deterministic, and clear errors.
+    assert_eq!(
+        KPrototypes::fit(&data, &cats, &params).unwrap().labels,
+        model.labels
+    );
+    assert_eq!(
+        KPrototypes::fit(&data, &cats, &KPrototypesParams::new(0)).unwrap_err(),
+        KPrototypesError::BadK { k: 0, n }
+    );
+    assert!(KPrototypes::fit(&data, &cats[..7], &params).is_err());
+    assert!(
+        KPrototypes::fit(
+            &data,
+            &cats,
+            &KPrototypesParams {
+                gamma: Some(-1.0),
+                ..params
+            }
+        )
+        .is_err()
+    );
 }

@@ -461,6 +461,76 @@ impl KMeansValidParams {
         best.ok_or(KMeansError::TooFewRows { k: p.k, n })
     }
 
+    /// Mini-batch k-means (Sculley 2010) for very large n: centres start from k-means++ on
+    /// a seeded sample of up to 10·`batch` rows, then `max_iter` batches of `batch` rows
+    /// (drawn with the seed) each move their centres by 1/(rows seen so far) of the way to
+    /// each row. The final labels and inertia come from a full assignment. One run, no
+    /// restarts: `n_init` is ignored. Deterministic for a seed on any number of threads.
+    pub fn fit_mini_batch(
+        &self,
+        data: &FeatureMatrix,
+        batch: usize,
+    ) -> Result<KMeans, KMeansError> {
+        let p = &self.0;
+        let (n, d, k) = (data.n_rows(), data.n_cols(), p.k);
+        if n < k {
+            return Err(KMeansError::TooFewRows { k, n });
+        }
+        let batch = batch.clamp(1, n);
+        let x = data.data();
+        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+        let sample_rows = (10 * batch).clamp(k, n);
+        let mut sample = rand::seq::index::sample(&mut rng, n, sample_rows).into_vec();
+        sample.sort_unstable();
+        let sample_x: Vec<f64> = sample
+            .iter()
+            .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+            .collect();
+        let mut centroids = match p.init {
+            KMeansInit::KMeansPlusPlus => init_plus_plus(&sample_x, d, k, &mut rng),
+            KMeansInit::Random => init_random(&sample_x, d, k, &mut rng),
+        };
+        let mut seen = vec![0u64; k];
+        let arch = pulp::Arch::new();
+        for _ in 0..p.max_iter {
+            let rows: Vec<usize> = (0..batch).map(|_| rng.random_range(0..n)).collect();
+            let ct = transpose(&centroids, k, d);
+            // Assign the batch in parallel, then update in batch order.
+            let nearest_of: Vec<u32> = rows
+                .par_chunks(256)
+                .flat_map_iter(|chunk| {
+                    arch.dispatch(NearestOf {
+                        x,
+                        d,
+                        rows: chunk,
+                        ct: &ct,
+                        k,
+                    })
+                })
+                .collect();
+            for (&i, &c) in rows.iter().zip(&nearest_of) {
+                let c = c as usize;
+                seen[c] += 1;
+                let rate = 1.0 / seen[c] as f64;
+                for (m, v) in centroids[c * d..(c + 1) * d]
+                    .iter_mut()
+                    .zip(&x[i * d..(i + 1) * d])
+                {
+                    *m += rate * (v - *m);
+                }
+            }
+        }
+        let last = assign(x, d, &centroids, k);
+        Ok(KMeans {
+            k,
+            d,
+            centroids,
+            inertia: last.inertia,
+            n_iter: p.max_iter,
+            labels: last.labels,
+        })
+    }
+
     /// One Lloyd run from the given initial centres (row-major `k × d`).
     pub fn fit_from(&self, data: &FeatureMatrix, init: Vec<f64>) -> Result<KMeans, KMeansError> {
         let p = &self.0;
@@ -596,6 +666,29 @@ fn two_nearest(row: &[f64], ct: &[f64], buf: &mut [f64]) -> (u32, f64, f64) {
         }
     }
     (best, b1.sqrt(), b2.sqrt())
+}
+
+/// Nearest centres of some rows (mini-batch assignment), dispatched like [`AssignRows`].
+struct NearestOf<'a> {
+    x: &'a [f64],
+    d: usize,
+    rows: &'a [usize],
+    ct: &'a [f64],
+    k: usize,
+}
+
+impl pulp::WithSimd for NearestOf<'_> {
+    type Output = Vec<u32>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let d = self.d;
+        let mut buf = vec![0.0; self.k.div_ceil(LANES) * LANES];
+        self.rows
+            .iter()
+            .map(|&i| nearest(&self.x[i * d..(i + 1) * d], self.ct, &mut buf).0)
+            .collect()
+    }
 }
 
 /// Hamerly's first, complete assignment of one chunk: labels, exact bounds, sums.

@@ -1,4 +1,4 @@
-//! Hamerly's accelerated iterations give Lloyd's answer.
+//! Hamerly's accelerated iterations give Lloyd's answer; mini-batch comes close.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,6 +12,11 @@ use strata_core::FeatureMatrix;
 use strata_ml::{KMeansAlgorithm, KMeansParams};
 
 fn data(n: usize, d: usize, groups: usize, seed: u64) -> FeatureMatrix {
+    spread_data(n, d, groups, seed, 3.0)
+}
+
+/// Uniform noise of ± `spread` around `groups` centres in a ±5 box.
+fn spread_data(n: usize, d: usize, groups: usize, seed: u64, spread: f64) -> FeatureMatrix {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let centres: Vec<f64> = (0..groups * d)
         .map(|_| rng.random_range(-5.0..5.0))
@@ -20,7 +25,7 @@ fn data(n: usize, d: usize, groups: usize, seed: u64) -> FeatureMatrix {
         .flat_map(|i| {
             let c = i % groups;
             (0..d)
-                .map(|j| centres[c * d + j] + rng.random_range(-3.0..3.0))
+                .map(|j| centres[c * d + j] + rng.random_range(-spread..spread))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -94,4 +99,41 @@ fn hamerly_handles_empty_clusters_like_lloyd_and_ignores_threads() {
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
     assert_eq!(h1.labels(), h2.labels());
+}
+
+#[test]
+fn mini_batch_comes_close_to_lloyd_on_many_rows() {
+    // Groups that touch but do not overlap much.
+    let x = spread_data(200_000, 4, 6, 7, 1.0);
+    let params = KMeansParams::new(6).seed(3).max_iter(300).check().unwrap();
+    let full = params.fit(&x).unwrap();
+    let mini = params.fit_mini_batch(&x, 1024).unwrap();
+    let ari = strata_ml::adjusted_rand_index(full.labels(), mini.labels());
+    assert!(ari > 0.9, "ARI {ari}");
+    assert!(
+        mini.inertia() < full.inertia() * 1.03,
+        "{} vs {}",
+        mini.inertia(),
+        full.inertia()
+    );
+    // Same seed, same centres, on any number of threads.
+    let again = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| params.fit_mini_batch(&x, 1024).unwrap());
+    assert!(
+        mini.centroids()
+            .iter()
+            .zip(again.centroids())
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    let small = data(5, 2, 2, 1);
+    assert!(
+        KMeansParams::new(6)
+            .check()
+            .unwrap()
+            .fit_mini_batch(&small, 10)
+            .is_err()
+    );
 }

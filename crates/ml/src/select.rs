@@ -37,6 +37,10 @@ pub struct KCandidate {
     pub k: usize,
     pub wcss: f64,
     pub silhouette: Option<f64>,
+    /// Higher is better (None when every row is in one segment).
+    pub calinski_harabasz: Option<f64>,
+    /// Lower is better.
+    pub davies_bouldin: Option<f64>,
     pub smallest_share: f64,
     pub eligible: bool,
 }
@@ -105,6 +109,8 @@ pub fn select_k(
             k,
             wcss: model.inertia(),
             silhouette,
+            calinski_harabasz: crate::calinski_harabasz(data, model.labels()).ok(),
+            davies_bouldin: crate::davies_bouldin(data, model.labels()).ok(),
             smallest_share,
             eligible: smallest_share >= params.min_segment_share,
         });
@@ -144,9 +150,27 @@ pub fn select_k(
         .map_or("undefined: one non-empty segment".to_string(), |s| {
             format!("{s:.3}")
         });
+    // What the other indices prefer, among the same candidates.
+    let prefer = |name: &str, pick: Option<usize>| match pick {
+        Some(k) if k == chosen.k => format!("; {name} agrees"),
+        Some(k) => format!("; {name} prefers k = {k}"),
+        None => String::new(),
+    };
+    let arg = |f: &dyn Fn(&KCandidate) -> Option<f64>, higher: bool| {
+        candidates
+            .iter()
+            .filter_map(|c| f(c).map(|v| (c.k, if higher { v } else { -v })))
+            .fold(None, |b: Option<(usize, f64)>, x| match b {
+                Some(bb) if bb.1 >= x.1 => Some(bb),
+                _ => Some(x),
+            })
+            .map(|(k, _)| k)
+    };
+    let ch = prefer("Calinski-Harabasz", arg(&|c| c.calinski_harabasz, true));
+    let db = prefer("Davies-Bouldin", arg(&|c| c.davies_bouldin, false));
     let reason = format!(
-        "k = {} has the highest silhouette ({}) of k = {}..{}{}{}",
-        chosen.k, silhouette, params.k_min, k_max, elbow, note
+        "k = {} has the highest silhouette ({}) of k = {}..{}{}{}{}{}",
+        chosen.k, silhouette, params.k_min, k_max, elbow, ch, db, note
     );
     Ok(Selection {
         chosen_k: chosen.k,

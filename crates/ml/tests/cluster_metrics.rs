@@ -136,3 +136,34 @@ fn identical_and_degenerate_labellings() {
     let all: Vec<usize> = (0..600).collect();
     assert!(davies_bouldin(&f.data, &all).is_err());
 }
+
+#[test]
+fn model_selection_reports_every_index_and_what_each_prefers() {
+    let f = fixture();
+    let params = strata_ml::SelectionParams {
+        k_min: 2,
+        k_max: 7,
+        n_init: 3,
+        ..strata_ml::SelectionParams::default()
+    };
+    let s = strata_ml::select_k(&f.data, &params, &|_| {}).unwrap();
+    for c in &s.candidates {
+        let labels = s.model.labels();
+        assert!(
+            c.calinski_harabasz.is_some() && c.davies_bouldin.is_some(),
+            "{c:?}"
+        );
+        assert!(!labels.is_empty());
+    }
+    // The chosen model's indices equal the standalone functions on its labels.
+    let chosen = s.candidates.iter().find(|c| c.k == s.chosen_k).unwrap();
+    assert_eq!(
+        chosen.calinski_harabasz.unwrap(),
+        calinski_harabasz(&f.data, s.model.labels()).unwrap()
+    );
+    assert!(
+        s.reason.contains("Calinski-Harabasz") && s.reason.contains("Davies-Bouldin"),
+        "{}",
+        s.reason
+    );
+}

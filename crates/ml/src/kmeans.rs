@@ -388,30 +388,56 @@ fn init_plus_plus(data: &[f64], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec
             acc += c;
             cumulative.push(acc);
         }
-        let mut best: Option<(f64, usize, Vec<f64>)> = None;
-        for _ in 0..trials {
-            let candidate = if potential > 0.0 {
-                let target = rng.random::<f64>() * acc;
-                cumulative.partition_point(|&c| c <= target).min(n - 1)
-            } else {
-                rng.random_range(0..n)
-            };
-            let centre = row(candidate);
-            let updated: Vec<f64> = data
-                .par_chunks(d)
-                .zip(&closest)
-                .map(|(r, &c)| c.min(dist2(r, centre)))
-                .collect();
-            let pot = ordered_sum(data, d, |i, _| updated[i]);
-            if best.as_ref().is_none_or(|b| pot < b.0) {
-                best = Some((pot, candidate, updated));
+        // Draw every trial's candidate first (the same random stream as drawing them one by
+        // one), then score all of them in one pass: per chunk of rows, each candidate's
+        // potential summed in row order, chunks summed in order — the same sums as scoring
+        // them one at a time, in a quarter of the passes over the data.
+        let candidates: Vec<usize> = (0..trials)
+            .map(|_| {
+                if potential > 0.0 {
+                    let target = rng.random::<f64>() * acc;
+                    cumulative.partition_point(|&c| c <= target).min(n - 1)
+                } else {
+                    rng.random_range(0..n)
+                }
+            })
+            .collect();
+        let parts: Vec<Vec<f64>> = data
+            .par_chunks(CHUNK_ROWS * d)
+            .zip(closest.par_chunks(CHUNK_ROWS))
+            .map(|(rows, close)| {
+                candidates
+                    .iter()
+                    .map(|&cand| {
+                        let centre = row(cand);
+                        rows.chunks_exact(d)
+                            .zip(close)
+                            .map(|(r, &c)| c.min(dist2(r, centre)))
+                            .sum::<f64>()
+                    })
+                    .collect()
+            })
+            .collect();
+        let potentials: Vec<f64> = (0..trials)
+            .map(|t| parts.iter().map(|p| p[t]).sum::<f64>())
+            .collect();
+        let mut best = 0;
+        for t in 1..trials {
+            if potentials[t] < potentials[best] {
+                best = t;
             }
         }
-        if let Some((pot, candidate, updated)) = best {
-            centroids.extend_from_slice(row(candidate));
-            closest = updated;
-            potential = pot;
-        }
+        let centre = row(candidates[best]);
+        closest
+            .par_chunks_mut(CHUNK_ROWS)
+            .zip(data.par_chunks(CHUNK_ROWS * d))
+            .for_each(|(close, rows)| {
+                for (c, r) in close.iter_mut().zip(rows.chunks_exact(d)) {
+                    *c = c.min(dist2(r, centre));
+                }
+            });
+        centroids.extend_from_slice(centre);
+        potential = potentials[best];
     }
     centroids
 }

@@ -357,7 +357,7 @@ fn clv_config(config: &Config, out: &Path) -> Result<()> {
         println!("holdout: expected {expected:.1} repeat purchases, actual {actual:.0}");
         println!("  repeat purchases  customers  holdout mean: observed  model");
         for r in &s.holdout_by_frequency {
-            let label = if r.frequency == 7 {
+            let label = if r.frequency == strata_engine::HOLDOUT_OPEN_FREQUENCY {
                 "7+".to_string()
             } else {
                 r.frequency.to_string()

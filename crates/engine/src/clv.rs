@@ -2,7 +2,10 @@
 //! source, and per-customer P(alive), expected purchases and discounted lifetime value.
 
 use crate::config::Config;
-use crate::pipeline::{EngineError, Progress, load_and_prepare};
+use crate::output::{csv_field, write_files};
+use crate::pipeline::{
+    DAY_MICROS, EngineError, Progress, format_micros, load_and_prepare, with_threads,
+};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 use serde::{Deserialize, Serialize};
@@ -12,8 +15,6 @@ use strata_ml::{
     BgNbd, CustomerSummary, FitSettings, GammaGamma, customer_lifetime_value, summarize,
 };
 use strata_prep::PreparedSource;
-
-const DAY_MICROS: i64 = 86_400_000_000;
 
 /// `[clv]` in strata.toml.
 #[derive(Debug, Clone, Deserialize)]
@@ -120,8 +121,12 @@ fn day_of(text: &str) -> Option<i64> {
         .map(|m| m.div_euclid(DAY_MICROS))
 }
 
+/// The holdout row that gathers this many calibration-period repeat purchases and more.
+pub const HOLDOUT_OPEN_FREQUENCY: u32 = 7;
+
 /// Mean holdout purchases of the customers with `frequency` repeat purchases in the
-/// calibration period (the last row gathers `frequency` and more), observed and expected.
+/// calibration period (the last row gathers [`HOLDOUT_OPEN_FREQUENCY`] and more), observed
+/// and expected.
 #[derive(Debug, Clone, Serialize)]
 pub struct HoldoutRow {
     pub frequency: u32,
@@ -155,13 +160,11 @@ impl ClvFit {
         })
     }
 
-    fn holdout_rows(&self, c: &ClvConfig) -> Vec<HoldoutRow> {
-        const LAST: u32 = 7;
-        let Some(end) = self.holdout_end else {
-            return Vec::new();
-        };
+    /// The calibration-vs-holdout table and the (expected, actual) totals, in one pass.
+    fn holdout(&self, c: &ClvConfig) -> Option<(Vec<HoldoutRow>, (f64, f64))> {
+        let end = self.holdout_end?;
         let span = (end - self.calibration_end) as f64 / c.unit_days;
-        let mut rows: Vec<HoldoutRow> = (0..=LAST)
+        let mut rows: Vec<HoldoutRow> = (0..=HOLDOUT_OPEN_FREQUENCY)
             .map(|frequency| HoldoutRow {
                 frequency,
                 customers: 0,
@@ -169,20 +172,24 @@ impl ClvFit {
                 expected: 0.0,
             })
             .collect();
+        let (mut expected, mut actual) = (0.0, 0.0);
         for s in &self.summary {
-            let r = &mut rows[(s.x as u32).min(LAST) as usize];
-            r.customers += 1;
-            r.observed += s.holdout_x;
-            r.expected += self
+            let e = self
                 .purchases
                 .conditional_expected_purchases(span, s.x, s.t_x, s.t);
+            let r = &mut rows[(s.x as u32).min(HOLDOUT_OPEN_FREQUENCY) as usize];
+            r.customers += 1;
+            r.observed += s.holdout_x;
+            r.expected += e;
+            expected += e;
+            actual += s.holdout_x;
         }
         rows.retain(|r| r.customers > 0);
         for r in &mut rows {
             r.observed /= r.customers as f64;
             r.expected /= r.customers as f64;
         }
-        rows
+        Some((rows, (expected, actual)))
     }
 }
 
@@ -190,10 +197,10 @@ impl ClvFit {
 /// orders source.
 pub(crate) fn fit_clv(
     config: &Config,
+    c: &ClvConfig,
     prepared: &[PreparedSource],
     progress: &dyn Progress,
 ) -> Result<ClvFit, EngineError> {
-    let c = &config.clv;
     let orders = prepared
         .iter()
         .find(|p| p.kind == EntityKind::Orders)
@@ -263,20 +270,23 @@ pub fn clv(
     out_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<ClvSummary, EngineError> {
-    let c = &config.clv;
+    with_threads(config.run.threads, || write_clv(config, out_dir, progress))
+}
+
+fn write_clv(
+    config: &Config,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<ClvSummary, EngineError> {
+    let c = &config.clv.clone().unwrap_or_default();
     let prepared = load_and_prepare(config, progress)?;
-    let fit = fit_clv(config, &prepared, progress)?;
+    let fit = fit_clv(config, c, &prepared, progress)?;
     let (summary, purchases) = (&fit.summary, &fit.purchases);
-    let calibration_end = fit.calibration_end;
     let horizon = c.periods as f64 * c.period_units;
-    let holdout = fit.holdout_end.map(|end| {
-        let span = (end - calibration_end) as f64 / c.unit_days;
-        let expected: f64 = summary
-            .iter()
-            .map(|s| purchases.conditional_expected_purchases(span, s.x, s.t_x, s.t))
-            .sum();
-        (expected, summary.iter().map(|s| s.holdout_x).sum())
-    });
+    let (holdout_by_frequency, holdout) = match fit.holdout(c) {
+        Some((rows, totals)) => (rows, Some(totals)),
+        None => (Vec::new(), None),
+    };
     let mut csv = String::from(
         "customer_id,frequency,recency,T,monetary,p_alive,expected_purchases,expected_spend,clv\n",
     );
@@ -289,13 +299,9 @@ pub fn clv(
             ),
             _ => (String::new(), String::new()),
         };
-        let id = if s.id.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.id.replace('"', "\"\""))
-        } else {
-            s.id.clone()
-        };
         csv.push_str(&format!(
-            "{id},{},{:.4},{:.4},{:.4},{:.6},{:.4},{spend_v},{clv_v}\n",
+            "{},{},{:.4},{:.4},{:.4},{:.6},{:.4},{spend_v},{clv_v}\n",
+            csv_field(&s.id),
             s.x,
             s.t_x,
             s.t,
@@ -304,13 +310,9 @@ pub fn clv(
             e
         ));
     }
-    let calibration_text = chrono::DateTime::from_timestamp(calibration_end * 86_400, 0)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default();
-    let holdout_by_frequency = fit.holdout_rows(c);
     let mut result = ClvSummary {
         customers: summary.len(),
-        calibration_end: calibration_text,
+        calibration_end: format_micros(fit.calibration_end * DAY_MICROS),
         purchases: fit.purchases.clone(),
         spend: fit.spend.clone(),
         holdout,
@@ -324,16 +326,16 @@ pub fn clv(
         ("clv.json", json.into_bytes()),
     ];
     if !result.holdout_by_frequency.is_empty() {
-        let rows: Vec<(u32, usize, f64, f64)> = result
+        let rows: Vec<(u32, f64, f64)> = result
             .holdout_by_frequency
             .iter()
-            .map(|r| (r.frequency, r.customers, r.observed, r.expected))
+            .map(|r| (r.frequency, r.observed, r.expected))
             .collect();
         files.push((
             "clv_holdout.svg",
             strata_report::holdout_svg(&rows)?.into_bytes(),
         ));
     }
-    result.files = crate::output::write_named(out_dir, files)?;
+    result.files = write_files(out_dir, files)?;
     Ok(result)
 }

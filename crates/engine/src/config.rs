@@ -23,16 +23,12 @@ pub struct Config {
     /// Cleaning steps per table: normalization, validation, dedup, imputation, pseudonyms.
     #[serde(default)]
     pub prep: PrepConfig,
-    /// Customer lifetime value models (`strata clv`).
-    #[serde(default)]
-    pub clv: crate::clv::ClvConfig,
+    /// Customer lifetime value models: settings for `strata clv` (defaults without the
+    /// section); when present, `strata run` also adds mean CLV and P(alive) per segment.
+    pub clv: Option<crate::clv::ClvConfig>,
     /// Propensity / churn model (`strata propensity`; joins the segment profiles of `strata
     /// run` when present).
     pub propensity: Option<crate::propensity::PropensityConfig>,
-    /// Whether the config has a `[clv]` section: then `strata run` adds mean CLV and
-    /// P(alive) to the segment profiles.
-    #[serde(skip)]
-    pub clv_in_run: bool,
     /// `[prep]` checked against the sources, with the HMAC key loaded.
     #[serde(skip)]
     pub prep_plan: PrepPlan,
@@ -208,9 +204,6 @@ impl Config {
             message: e.to_string(),
         })?;
         config.base_dir = base_dir.to_path_buf();
-        config.clv_in_run = text
-            .parse::<toml::Table>()
-            .is_ok_and(|t| t.contains_key("clv"));
         config.hash = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
         config.check(origin)?;
         config.compile_prep(text, origin)?;
@@ -261,7 +254,9 @@ impl Config {
                     .into(),
             ));
         }
-        self.clv.check().map_err(invalid)?;
+        if let Some(c) = &self.clv {
+            c.check().map_err(invalid)?;
+        }
         if let Some(p) = &self.propensity {
             p.check(
                 self.sources.customers.is_some(),

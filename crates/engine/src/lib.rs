@@ -10,7 +10,7 @@ mod output;
 mod pipeline;
 mod propensity;
 
-pub use clv::{ClvConfig, ClvSummary, HoldoutRow, clv};
+pub use clv::{ClvConfig, ClvSummary, HOLDOUT_OPEN_FREQUENCY, HoldoutRow, clv};
 pub use config::{
     Config, FeaturesConfig, RunConfig, Scaling, SegmentationConfig, SourcesConfig,
     generated_world_config, quickstart_config,

@@ -316,16 +316,17 @@ pub(crate) fn dedup_summaries(prepared: &[PreparedSource]) -> Vec<DedupSummary> 
         .collect()
 }
 
-/// Writes named outputs into `dir`, each atomically; returns the paths.
-pub(crate) fn write_named(
-    dir: &Path,
-    files: Vec<(&str, Vec<u8>)>,
-) -> Result<Vec<PathBuf>, EngineError> {
-    write_files(dir, files)
+/// A CSV field, quoted when it holds a comma, quote or line break.
+pub(crate) fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
 }
 
 /// Writes rendered outputs into `dir`, each atomically; returns the paths.
-fn write_files<N: AsRef<str>>(
+pub(crate) fn write_files<N: AsRef<str>>(
     dir: &Path,
     rendered: Vec<(N, Vec<u8>)>,
 ) -> Result<Vec<PathBuf>, EngineError> {

@@ -16,7 +16,7 @@ use strata_ml::{
 use strata_prep::{LoadError, LoadedSource, PreparedSource, SourceConfig, load_source, prepare};
 use strata_report::{ReportError, SourceSummary};
 
-const DAY_MICROS: i64 = 86_400_000_000;
+pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
 /// Customers drawn in the projection plot; enough to see structure, small enough to open fast.
 const PROJECTION_POINTS: usize = 4000;
 
@@ -166,7 +166,7 @@ pub(crate) fn load_and_prepare(
 }
 
 /// Midnight UTC after the latest order.
-fn default_as_of(orders: &RecordBatch) -> Option<i64> {
+pub(crate) fn default_as_of(orders: &RecordBatch) -> Option<i64> {
     let ts = orders
         .column_by_name("timestamp")?
         .as_primitive_opt::<TimestampMicrosecondType>()?;
@@ -176,7 +176,7 @@ fn default_as_of(orders: &RecordBatch) -> Option<i64> {
         .checked_mul(DAY_MICROS)
 }
 
-fn format_micros(micros: i64) -> String {
+pub(crate) fn format_micros(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
         .map(|d| {
             if micros % DAY_MICROS == 0 {
@@ -279,7 +279,7 @@ pub fn prep(
 }
 
 /// Runs `work` on a pool of `threads` workers (0 = rayon's global pool, all cores).
-fn with_threads<T: Send>(
+pub(crate) fn with_threads<T: Send>(
     threads: usize,
     work: impl FnOnce() -> Result<T, EngineError> + Send,
 ) -> Result<T, EngineError> {
@@ -387,7 +387,7 @@ fn run_stages(
     progress.start("profiling segments", 1);
     let mut profiles = profile_segments(&raw, &scaled, &labels, k);
     progress.finish();
-    add_predictions(config, &loaded, &rfm, &labels, &mut profiles, progress)?;
+    add_predictions(config, &loaded, raw.ids(), &labels, &mut profiles, progress)?;
     progress.start("projecting customers", 1);
     let pca = Pca::fit(&scaled, 2.min(scaled.n_cols()))?;
     let stride = scaled.n_rows().div_ceil(PROJECTION_POINTS).max(1);
@@ -459,14 +459,14 @@ fn run_stages(
 fn add_predictions(
     config: &Config,
     loaded: &[PreparedSource],
-    rfm: &RecordBatch,
+    ids: &[String],
     labels: &[u32],
     profiles: &mut [SegmentProfile],
     progress: &dyn Progress,
 ) -> Result<(), EngineError> {
     let mut columns: Vec<(String, HashMap<String, f64>)> = Vec::new();
-    if config.clv_in_run {
-        let fit = crate::clv::fit_clv(config, loaded, progress)?;
+    if let Some(c) = &config.clv {
+        let fit = crate::clv::fit_clv(config, c, loaded, progress)?;
         columns.push((
             "P(alive)".into(),
             fit.summary
@@ -479,7 +479,7 @@ fn add_predictions(
                 "CLV".into(),
                 fit.summary
                     .iter()
-                    .filter_map(|s| fit.value(&config.clv, s).map(|v| (s.id.clone(), v)))
+                    .filter_map(|s| fit.value(c, s).map(|v| (s.id.clone(), v)))
                     .collect(),
             ));
         }
@@ -490,7 +490,6 @@ fn add_predictions(
     if columns.is_empty() {
         return Ok(());
     }
-    let ids = crate::propensity::ids_of(rfm)?;
     for (name, values) in &columns {
         let mut sum = vec![0.0; profiles.len()];
         let mut count = vec![0usize; profiles.len()];

@@ -6,7 +6,10 @@
 //! `horizon_days` after it, then scores every customer on the features at the as-of date.
 
 use crate::config::Config;
-use crate::pipeline::{EngineError, Progress, load_and_prepare};
+use crate::output::{csv_field, write_files};
+use crate::pipeline::{
+    DAY_MICROS, EngineError, Progress, default_as_of, format_micros, load_and_prepare, with_threads,
+};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, TimestampMicrosecondType};
 use serde::{Deserialize, Serialize};
@@ -17,8 +20,6 @@ use strata_core::EntityKind;
 use strata_features::{FeatureEngine, RFM_COLUMNS};
 use strata_ml::{Dataset, Evaluation, GbmSettings, PropensitySettings, Split};
 use strata_prep::PreparedSource;
-
-const DAY_MICROS: i64 = 86_400_000_000;
 
 /// Where the label comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -189,7 +190,7 @@ impl PropensityConfig {
 
 /// How customer columns become model features; fitted on the training table and applied
 /// unchanged to the table that is scored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default)]
 struct Encoder {
     numeric: Vec<String>,
     /// Date and time columns, used as days before the reference instant (the cutoff for
@@ -404,9 +405,7 @@ fn gather(columns: &[Vec<f64>], index: &HashMap<String, usize>, ids: &[String]) 
 }
 
 fn day_text(day: i64) -> String {
-    chrono::DateTime::from_timestamp(day * 86_400, 0)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
+    format_micros(day * DAY_MICROS)
 }
 
 /// The model's training table and the customers it scores.
@@ -528,14 +527,10 @@ fn history_problem(
             "orders lack customer_id or timestamp".into(),
         ));
     };
-    let last = (0..b.num_rows())
-        .filter(|&i| ts.is_valid(i))
-        .map(|i| ts.value(i))
-        .max()
-        .unwrap_or(0);
     let end = config
         .as_of_micros
-        .unwrap_or_else(|| (last.div_euclid(DAY_MICROS) + 1) * DAY_MICROS);
+        .or_else(|| default_as_of(b))
+        .unwrap_or(DAY_MICROS);
     let cutoff = match &p.cutoff {
         Some(d) => strata_prep::parse_timestamp_micros(d, &["%Y-%m-%d".to_string()])
             .unwrap_or(end - horizon * DAY_MICROS),
@@ -599,7 +594,7 @@ fn history_problem(
             names.extend(encoder.names());
             encoder
         }
-        None => Encoder::fit(&RecordBatch::new_empty(b.schema()), &[], 0, false),
+        None => Encoder::default(),
     };
     let purchase = p.label == LabelKind::PurchaseWithin;
     let labels = train_ids
@@ -658,7 +653,8 @@ fn column_major(columns: &[Vec<f64>]) -> Vec<f64> {
 struct Fitted {
     problem: Problem,
     trained: strata_ml::Trained,
-    /// Scored ids, GBM and logistic probabilities, SHAP rows.
+    /// Scored ids, GBM and logistic probabilities, SHAP rows (the last two empty when the
+    /// fit was not asked to explain itself).
     scored_ids: Vec<String>,
     gbm: Vec<f64>,
     logistic: Vec<f64>,
@@ -666,10 +662,14 @@ struct Fitted {
     scored_x: Vec<Vec<f64>>,
 }
 
+/// Trains the models and scores the customers. With `explain` false (the segment means of
+/// `strata run`) only the boosted trees' probabilities are needed: no cross-validation, no
+/// baseline scores and no SHAP values — the same probabilities, as the model is the same.
 fn fit(
     config: &Config,
     p: &PropensityConfig,
     prepared: &[PreparedSource],
+    explain: bool,
     progress: &dyn Progress,
 ) -> Result<Fitted, EngineError> {
     let problem = match p.label {
@@ -693,7 +693,11 @@ fn fit(
         "training propensity models (boosted trees, logistic, cross-validation)",
         1,
     );
-    let trained = strata_ml::train(&data, &p.settings(), config.run.seed).map_err(model_err)?;
+    let mut settings = p.settings();
+    if !explain {
+        settings.folds = 0;
+    }
+    let trained = strata_ml::train(&data, &settings, config.run.seed).map_err(model_err)?;
     progress.finish();
     let (scored_ids, scored_x) = match &problem.scoring {
         Some((ids, cols)) => (ids.clone(), cols.clone()),
@@ -701,8 +705,14 @@ fn fit(
     };
     let x = column_major(&scored_x);
     let gbm = trained.gbm.predict_proba(&x).map_err(model_err)?;
-    let logistic = trained.logistic.predict_proba(&x).map_err(model_err)?;
-    let shap = trained.gbm.shap(&x).map_err(model_err)?;
+    let (logistic, shap) = if explain {
+        (
+            trained.logistic.predict_proba(&x).map_err(model_err)?,
+            trained.gbm.shap(&x).map_err(model_err)?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     Ok(Fitted {
         problem,
         trained,
@@ -722,7 +732,7 @@ pub(crate) fn scores(
     let Some(p) = &config.propensity else {
         return Ok(None);
     };
-    let f = fit(config, p, prepared, progress)?;
+    let f = fit(config, p, prepared, false, progress)?;
     let h = p.horizon_days.unwrap_or(0);
     let name = match p.label {
         LabelKind::Column => format!("P({})", p.label_column.as_deref().unwrap_or("label")),
@@ -735,17 +745,19 @@ pub(crate) fn scores(
     }))
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// Trains the models and writes `propensity.csv` (per customer: probability, baseline,
 /// split, label, top SHAP reasons), `shap.csv` and `propensity.json`.
 pub fn propensity(
+    config: &Config,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<PropensitySummary, EngineError> {
+    with_threads(config.run.threads, || {
+        write_propensity(config, out_dir, progress)
+    })
+}
+
+fn write_propensity(
     config: &Config,
     out_dir: &Path,
     progress: &dyn Progress,
@@ -756,7 +768,7 @@ pub fn propensity(
         )
     })?;
     let prepared = load_and_prepare(config, progress)?;
-    let f = fit(config, p, &prepared, progress)?;
+    let f = fit(config, p, &prepared, true, progress)?;
     let names = &f.problem.names;
     let label_of: HashMap<&str, (f64, Split)> = f
         .problem
@@ -806,7 +818,7 @@ pub fn propensity(
             }
         }
         csv.push('\n');
-        csv_push_first(&mut shap_csv, id);
+        shap_csv.push_str(&csv_field(id));
         let _ = write!(shap_csv, ",{:.6}", row[names.len()]);
         for v in &row[..names.len()] {
             let _ = write!(shap_csv, ",{v:.6}");
@@ -853,7 +865,7 @@ pub fn propensity(
         }
         files.push(("propensity_labels.csv", labels.into_bytes()));
     }
-    summary.files = crate::output::write_named(out_dir, files)?;
+    summary.files = write_files(out_dir, files)?;
     Ok(summary)
 }
 
@@ -869,9 +881,5 @@ fn fmt_value(v: f64) -> String {
 
 fn csv_push(out: &mut String, field: &str) {
     out.push(',');
-    out.push_str(&csv_field(field));
-}
-
-fn csv_push_first(out: &mut String, field: &str) {
     out.push_str(&csv_field(field));
 }

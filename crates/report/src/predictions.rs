@@ -35,10 +35,10 @@ pub fn calibration_svg(
 }
 
 /// Mean holdout purchases per calibration-period frequency, as observed and as the model
-/// expects (rows: frequency, customers, observed mean, expected mean).
-pub fn holdout_svg(rows: &[(u32, usize, f64, f64)]) -> Result<String, ReportError> {
-    let observed = rows.iter().map(|r| (f64::from(r.0), r.2)).collect();
-    let expected = rows.iter().map(|r| (f64::from(r.0), r.3)).collect();
+/// expects (rows: frequency, observed mean, expected mean).
+pub fn holdout_svg(rows: &[(u32, f64, f64)]) -> Result<String, ReportError> {
+    let observed = rows.iter().map(|r| (f64::from(r.0), r.1)).collect();
+    let expected = rows.iter().map(|r| (f64::from(r.0), r.2)).collect();
     lines(
         "Holdout purchases by calibration-period repeat purchases",
         (

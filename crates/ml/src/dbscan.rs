@@ -54,7 +54,8 @@ impl Dbscan {
         // Link core rows: a few chunks of core rows each build their own sets (the partition
         // does not depend on how rows are chunked), merged afterwards.
         let core_rows: Vec<usize> = (0..n).filter(|&i| core[i]).collect();
-        let pieces = (rayon::current_num_threads() * 4).max(1);
+        // One piece per worker: every piece holds sets over all n rows.
+        let pieces = rayon::current_num_threads().max(1);
         let chunk = core_rows.len().div_ceil(pieces).max(1);
         let partial: Vec<DisjointSets> = core_rows
             .par_chunks(chunk)

@@ -1,7 +1,7 @@
 //! Fuzzy c-means: every row belongs to every cluster with a degree in [0, 1] (summing to 1),
 //! the fuzzifier m > 1 setting how soft the memberships are (m → 1: k-means).
 //!
-//! Centres start from a k-means++ fit with the seed; iterations alternate memberships
+//! Centres start from a k-means fit (one k-means++ start) with the seed; iterations alternate memberships
 //! u_ik = 1 / Σ_j (d_ik / d_ij)^(2/(m−1)) and centres c_k = Σ u_ik^m x_i / Σ u_ik^m until no
 //! centre moves more than `tol`. Row chunks are reduced in chunk order: bit-identical results
 //! on any number of threads.
@@ -81,12 +81,16 @@ impl FuzzyCMeans {
             }
             return;
         }
-        // (d_ik/d_ij)^(2/(m−1)) = (d²_ik/d²_ij)^(1/(m−1)).
+        // 1 / Σ_j (d²_ik/d²_ij)^(1/(m−1)) = w_k / Σ_j w_j with w_j = (d²_min/d²_j)^(1/(m−1))
+        // ∈ (0, 1] (no overflow): k powers per row instead of k².
         let p = 1.0 / (self.m - 1.0);
+        let nearest = dist2.iter().copied().fold(f64::INFINITY, f64::min);
+        let mut total = 0.0;
         for (o, &dc) in out.iter_mut().zip(dist2.iter()) {
-            let s: f64 = dist2.iter().map(|&dj| (dc / dj).powf(p)).sum();
-            *o = 1.0 / s;
+            *o = (nearest / dc).powf(p);
+            total += *o;
         }
+        out.iter_mut().for_each(|o| *o /= total);
     }
 
     /// Memberships of every row: n × k.

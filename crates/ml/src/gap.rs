@@ -79,8 +79,7 @@ pub fn gap_statistic(
                 }
             })
             .collect();
-        let reference = FeatureMatrix::new(data.ids().to_vec(), data.names().to_vec(), values)
-            .map_err(|e| e.to_string())?;
+        let reference = data.with_data(values).map_err(|e| e.to_string())?;
         refs.push(
             ks.iter()
                 .map(|&k| log_wcss(&reference, k, seed.wrapping_add(b as u64), n_init))

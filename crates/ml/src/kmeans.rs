@@ -471,6 +471,8 @@ impl KMeansValidParams {
         if n < p.k {
             return Err(KMeansError::TooFewRows { k: p.k, n });
         }
+        // The tolerance depends on the data only: once for every restart.
+        let tol = self.absolute_tol(data);
         let mut best: Option<KMeans> = None;
         for run in 0..p.n_init {
             let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
@@ -479,7 +481,7 @@ impl KMeansValidParams {
                 KMeansInit::KMeansPlusPlus => init_plus_plus(data.data(), d, p.k, &mut rng),
                 KMeansInit::Random => init_random(data.data(), d, p.k, &mut rng),
             };
-            let model = self.fit_from(data, init)?;
+            let model = self.run_from(data, init, tol)?;
             if best.as_ref().is_none_or(|b| model.inertia < b.inertia) {
                 best = Some(model);
             }
@@ -557,8 +559,27 @@ impl KMeansValidParams {
         })
     }
 
+    /// `tol` times the mean feature variance (0 without computing it when `tol` is 0: then
+    /// only an exact standstill stops).
+    fn absolute_tol(&self, data: &FeatureMatrix) -> f64 {
+        if self.0.tol == 0.0 {
+            0.0
+        } else {
+            self.0.tol * mean_variance(data.data(), data.n_cols())
+        }
+    }
+
     /// One Lloyd run from the given initial centres (row-major `k × d`).
     pub fn fit_from(&self, data: &FeatureMatrix, init: Vec<f64>) -> Result<KMeans, KMeansError> {
+        self.run_from(data, init, self.absolute_tol(data))
+    }
+
+    fn run_from(
+        &self,
+        data: &FeatureMatrix,
+        init: Vec<f64>,
+        tol: f64,
+    ) -> Result<KMeans, KMeansError> {
         let p = &self.0;
         let (n, d, k) = (data.n_rows(), data.n_cols(), p.k);
         if init.len() != k * d {
@@ -571,12 +592,6 @@ impl KMeansValidParams {
             return Err(KMeansError::TooFewRows { k, n });
         }
         let x = data.data();
-        // With tol = 0 only an exact standstill stops: the variance is not needed.
-        let tol = if p.tol == 0.0 {
-            0.0
-        } else {
-            p.tol * mean_variance(x, d)
-        };
         let (centroids, n_iter, labels) = match p.algorithm {
             KMeansAlgorithm::Lloyd => {
                 let (c, it) = lloyd(x, d, k, init, p.max_iter, tol);
@@ -587,7 +602,11 @@ impl KMeansValidParams {
         let (labels, inertia) = match labels {
             // Hamerly's last pass already labelled the rows for the final centres.
             Some(labels) => {
-                let inertia = inertia_of(x, d, &centroids, &labels);
+                let c = &centroids;
+                let inertia = ordered_sum(x, d, |i, r| {
+                    let l = labels[i] as usize;
+                    dist2(r, &c[l * d..(l + 1) * d])
+                });
                 (labels, inertia)
             }
             None => {
@@ -935,22 +954,6 @@ fn hamerly(
         }
     }
     (centroids, n_iter, Some(labels))
-}
-
-/// Σ squared distance of each row to its centre, chunk by chunk in order (as `assign`
-/// sums it, so both give the same value for the same labels).
-fn inertia_of(x: &[f64], d: usize, centroids: &[f64], labels: &[u32]) -> f64 {
-    let parts: Vec<f64> = x
-        .par_chunks(CHUNK_ROWS * d)
-        .zip(labels.par_chunks(CHUNK_ROWS))
-        .map(|(rows, labels)| {
-            rows.chunks_exact(d)
-                .zip(labels)
-                .map(|(row, &c)| dist2(row, &centroids[c as usize * d..(c as usize + 1) * d]))
-                .fold(0.0, |a, b| a + b)
-        })
-        .collect();
-    parts.iter().fold(0.0, |a, b| a + b)
 }
 
 #[cfg(test)]

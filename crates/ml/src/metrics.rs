@@ -4,7 +4,6 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use std::collections::HashMap;
 use strata_core::FeatureMatrix;
 
 /// Within-cluster sum of squared distances to the cluster means.
@@ -104,10 +103,6 @@ pub fn silhouette_sampled(
     silhouette_rows(&x, data.n_cols(), &l)
 }
 
-fn comb2(n: u64) -> f64 {
-    (n as f64) * (n as f64 - 1.0) / 2.0
-}
-
 /// Adjusted Rand index between two labellings of the same rows (1 = identical partitions,
 /// about 0 = chance). Labels may be any hashable values.
 pub fn adjusted_rand_index<A: Eq + std::hash::Hash, B: Eq + std::hash::Hash>(
@@ -115,28 +110,7 @@ pub fn adjusted_rand_index<A: Eq + std::hash::Hash, B: Eq + std::hash::Hash>(
     b: &[B],
 ) -> f64 {
     assert_eq!(a.len(), b.len(), "labellings must cover the same rows");
-    let n = a.len() as u64;
-    let mut table: HashMap<(&A, &B), u64> = HashMap::new();
-    let mut rows: HashMap<&A, u64> = HashMap::new();
-    let mut cols: HashMap<&B, u64> = HashMap::new();
-    for (x, y) in a.iter().zip(b) {
-        *table.entry((x, y)).or_default() += 1;
-        *rows.entry(x).or_default() += 1;
-        *cols.entry(y).or_default() += 1;
-    }
-    let index: f64 = table.values().map(|&c| comb2(c)).sum();
-    let sum_a: f64 = rows.values().map(|&c| comb2(c)).sum();
-    let sum_b: f64 = cols.values().map(|&c| comb2(c)).sum();
-    let total = comb2(n);
-    if total == 0.0 {
-        return 1.0;
-    }
-    let expected = sum_a * sum_b / total;
-    let max = (sum_a + sum_b) / 2.0;
-    if (max - expected).abs() < f64::EPSILON {
-        return 1.0;
-    }
-    (index - expected) / (max - expected)
+    crate::agreement::Contingency::new(a, b).map_or(f64::NAN, |t| t.adjusted_rand())
 }
 
 /// Index of the knee of a decreasing, convex curve (an elbow plot): the point farthest below

@@ -8,33 +8,10 @@
 )]
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use strata_engine::{Config, NoProgress};
-use strata_testkit::{WorldConfig, generate_world};
 
-fn generated(dir: &Path, customers: usize, seed: u64) -> Config {
-    let world = WorldConfig {
-        customers,
-        seed,
-        ..WorldConfig::default()
-    };
-    generate_world(&world, dir, &|_| {}).unwrap();
-    let text =
-        strata_engine::generated_world_config(&world.end.format("%Y-%m-%d").to_string(), seed);
-    std::fs::write(dir.join("strata.toml"), &text).unwrap();
-    Config::load(&dir.join("strata.toml")).unwrap()
-}
-
-fn read_parquet(path: &Path) -> arrow::array::RecordBatch {
-    let file = std::fs::File::open(path).unwrap();
-    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-}
+mod common;
+use common::{config_error, generated_config as generated, read_parquet};
 
 fn pair(a: &str, b: &str) -> (String, String) {
     if a < b {
@@ -143,13 +120,12 @@ fn fuzzy_dedup_finds_the_injected_duplicates_and_explains_them() {
         .unwrap();
     assert!(age["imputed"].as_u64().unwrap() > 100, "{age}");
     assert!(age["invalid"].as_u64().unwrap() > 10, "{age}");
-    // Orders were re-pointed at surviving customers and converted to USD.
+    // The report's quality table has the customers' fields and a deduplication section.
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     for needle in [
-        "Data quality",
-        "consistency",
+        "<td>customers</td><td>age</td>",
+        "<td>customers</td><td>email</td>",
         "Deduplication of customers",
-        "merged",
     ] {
         assert!(report.contains(needle), "report lacks {needle}");
     }
@@ -404,16 +380,6 @@ on_invalid = "null"
     assert!(batch.column_by_name("email").unwrap().is_null(1));
 }
 
-fn config_error(text: &str) -> String {
-    match Config::parse(text, Path::new("strata.toml"), Path::new("/nonexistent")) {
-        Err(e) => {
-            assert!(e.is_user_error());
-            e.to_string()
-        }
-        Ok(_) => panic!("config should be rejected: {text}"),
-    }
-}
-
 /// The data files do not exist: every error below comes from the config alone.
 const SOURCES: &str = "[sources.orders]\npath = \"/nonexistent/orders.csv\"\n\n[sources.customers]\npath = \"/nonexistent/customers.csv\"\n";
 
@@ -513,7 +479,6 @@ fn pseudonymized_pii_never_reaches_the_outputs() {
         .unwrap();
     let some_email = row.split(',').nth(3).unwrap().to_string();
     let some_id = row.split(',').next().unwrap().to_string();
-    assert!(some_email.contains('@'));
     for name in [
         "assignments.csv",
         "quarantine.csv",

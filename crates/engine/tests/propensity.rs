@@ -10,39 +10,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use strata_engine::{Config, NoProgress};
-use strata_testkit::{WorldConfig, generate_world};
+
+mod common;
+use common::{csv_records, generated_text, read_csv};
 
 fn churn_config() -> Config {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/churn/strata.toml");
     Config::load(&path).unwrap()
-}
-
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv_reader(path);
-    let header: Vec<String> = r.remove(0);
-    r.into_iter()
-        .map(|row| header.iter().cloned().zip(row).collect())
-        .collect()
-}
-
-/// A minimal CSV reader for our own outputs (quoted fields with commas inside).
-fn csv_reader(path: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .map(|line| {
-            let mut fields = Vec::new();
-            let (mut cur, mut quoted) = (String::new(), false);
-            for ch in line.chars() {
-                match ch {
-                    '"' => quoted = !quoted,
-                    ',' if !quoted => fields.push(std::mem::take(&mut cur)),
-                    c => cur.push(c),
-                }
-            }
-            fields.push(cur);
-            fields
-        })
-        .collect()
 }
 
 #[test]
@@ -80,11 +54,11 @@ fn churn_model_matches_scikit_learn_and_explains_each_customer() {
     assert!(s.features.iter().any(|f| f == "state=CA"));
     assert!(s.features.iter().all(|f| f != "signup_date_days_before"));
 
-    let scores = csv_rows(&out.path().join("propensity.csv"));
+    let scores = read_csv(&out.path().join("propensity.csv"));
     assert_eq!(scores.len(), 5000);
     let test_rows = scores.iter().filter(|r| r["split"] == "test").count();
     assert_eq!(test_rows, 1000);
-    let shap = csv_reader(&out.path().join("shap.csv"));
+    let shap = csv_records(&out.path().join("shap.csv"));
     assert_eq!(shap[0].len(), 2 + s.features.len());
     for (row, score) in shap[1..].iter().zip(&scores) {
         assert_eq!(row[0], score["customer_id"]);
@@ -97,16 +71,15 @@ fn churn_model_matches_scikit_learn_and_explains_each_customer() {
             "{sum} vs {logit}"
         );
     }
-    // Each customer's first reason is the largest SHAP value.
-    let first = &scores[0];
-    assert!(first["reason_1"].contains('=') && first["reason_1"].contains('('));
-    for f in [
-        "propensity.json",
-        "propensity_calibration.svg",
-        "shap.csv",
-        "propensity.csv",
-    ] {
-        assert!(out.path().join(f).exists(), "{f}");
+    // Each customer's first reason names the feature with the largest |SHAP value|.
+    for (row, score) in shap[1..].iter().zip(&scores).take(200) {
+        let values: Vec<f64> = row[2..].iter().map(|v| v.parse().unwrap()).collect();
+        let top = (0..values.len())
+            .max_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()).then(b.cmp(&a)))
+            .unwrap();
+        let reason = &score["reason_1"];
+        let (name, _) = reason.split(" (").next().unwrap().rsplit_once('=').unwrap();
+        assert_eq!(name, shap[0][2 + top], "{reason}");
     }
     let svg = std::fs::read_to_string(out.path().join("propensity_calibration.svg")).unwrap();
     assert!(svg.contains("boosted trees") && svg.contains("logistic"));
@@ -122,20 +95,10 @@ fn same_seed_same_scores() {
     assert_eq!(read(a.path()), read(b.path()));
 }
 
-fn world(dir: &Path, customers: usize) -> String {
-    let world = WorldConfig {
-        customers,
-        seed: 5,
-        ..WorldConfig::default()
-    };
-    generate_world(&world, dir, &|_| {}).unwrap();
-    strata_engine::generated_world_config(&world.end.format("%Y-%m-%d").to_string(), 5)
-}
-
 #[test]
 fn labels_from_history_and_predictions_in_the_segment_profiles() {
     let dir = tempfile::tempdir().unwrap();
-    let mut text = world(dir.path(), 3000);
+    let mut text = generated_text(dir.path(), 3000, 5);
     text.push_str("\n[clv]\n\n[propensity]\nlabel = \"no_order_within\"\nhorizon_days = 90\nfolds = 0\nexclude = [\"first_name\", \"phone\"]\n");
     let config = Config::parse(&text, &dir.path().join("strata.toml"), dir.path()).unwrap();
     let out = dir.path().join("out");
@@ -161,7 +124,7 @@ fn labels_from_history_and_predictions_in_the_segment_profiles() {
     let prepared = out.join("prep-check");
     strata_engine::prep(&config, &prepared, &NoProgress).unwrap();
     let orders = parquet_orders(&prepared.join("orders.parquet"));
-    let labels = csv_rows(&out.join("propensity_labels.csv"));
+    let labels = read_csv(&out.join("propensity_labels.csv"));
     assert_eq!(labels.len(), s.rows);
     let mut checked = 0;
     for row in &labels {
@@ -173,7 +136,7 @@ fn labels_from_history_and_predictions_in_the_segment_profiles() {
     }
     assert!(checked > 1000);
     // Scored: every customer with an order before the as-of date, no labels.
-    let scores = csv_rows(&out.join("propensity.csv"));
+    let scores = read_csv(&out.join("propensity.csv"));
     assert!(scores.len() >= s.rows);
     assert!(
         scores
@@ -256,8 +219,6 @@ fn degenerate_labels_and_missing_columns_are_clear_errors() {
     assert!(e.contains("label_column `churned` is not a column"), "{e}");
     let e = run("label_column = \"churn\"\nfeatures = [\"y\"]\n");
     assert!(e.contains("feature `y` is not a column"), "{e}");
-    // Nothing half-written.
-    assert!(!dir.path().join("out/propensity.csv").exists());
     // A propensity command without the section says what to add.
     let sources = base.split("[propensity]").next().unwrap();
     let config = Config::parse(sources, &dir.path().join("strata.toml"), dir.path()).unwrap();

@@ -187,7 +187,7 @@ fn stability_separates_real_structure_from_forced_splits() {
     assert!(
         subsample_stability(
             &data,
-            &reference[..0],
+            &kmeans_labels(&data, 4, 1).unwrap(),
             |d, seed| kmeans_labels(d, 4, seed),
             0,
             0.8,

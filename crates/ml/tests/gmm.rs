@@ -118,7 +118,11 @@ fn bic_prefers_the_true_number_of_components() {
     let model = Gmm::fit(&data, &GmmParams::new(3)).unwrap();
     // 3 components in 2-D with full covariances: 3·3 + 3·2 + 2 parameters.
     assert_eq!(model.n_parameters(), 17);
-    assert!(model.aic(&data) < model.bic(&data));
+    // Both criteria charge those parameters against the training log-likelihood.
+    let n = data.n_rows() as f64;
+    let fit = -2.0 * model.log_likelihood * n;
+    assert!((model.bic(&data) - (fit + 17.0 * n.ln())).abs() < 1e-9 * fit.abs());
+    assert!((model.aic(&data) - (fit + 34.0)).abs() < 1e-9 * fit.abs());
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn hamerly_equals_lloyd() {
         (5000, 2, 3, 1),
         (20_000, 8, 8, 2),
         (3000, 5, 12, 3),
-        (800, 3, 1, 4),
+        (800, 3, 2, 4),
     ] {
         let x = data(n, d, 6, seed);
         let fit = |algorithm| {
@@ -70,7 +70,8 @@ fn hamerly_equals_lloyd() {
 #[test]
 fn hamerly_handles_empty_clusters_like_lloyd_and_ignores_threads() {
     let x = data(3000, 3, 4, 5);
-    // Two identical starting centres: one cluster empties on the first step.
+    // Two identical starting centres: one cluster is empty after the first assignment, so
+    // Hamerly hands over to Lloyd's empty-cluster rule before its first update.
     let mut init = x.data()[..9].to_vec();
     init[3..6].copy_from_slice(&x.data()[..3]);
     let run = |algorithm, threads: usize| {

@@ -177,6 +177,30 @@ struct BgNbdCost {
     /// 1 / customers: the optimizer sees the mean log-likelihood, so its first steps are of
     /// a sensible size whatever the number of customers.
     scale: f64,
+    /// The last point evaluated with its log-likelihood and gradient: the line search asks
+    /// for the cost and then the gradient at the same point, and one pass gives both.
+    last: std::sync::Arc<std::sync::Mutex<Option<Evaluated>>>,
+}
+
+/// Parameters, log-likelihood and gradient.
+type Evaluated = ([f64; 4], f64, [f64; 4]);
+
+impl BgNbdCost {
+    /// Parameters, log-likelihood and gradient at log-parameters `lp`.
+    fn eval(&self, lp: &[f64]) -> Evaluated {
+        let p = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
+        let mut last = self.last.lock().ok();
+        if let Some(Some((q, ll, g))) = last.as_deref()
+            && q.iter().zip(&p).all(|(a, b)| a.to_bits() == b.to_bits())
+        {
+            return (p, *ll, *g);
+        }
+        let (ll, g) = bgnbd_ll_grad(&self.groups, p, self.variant);
+        if let Some(slot) = last.as_deref_mut() {
+            *slot = Some((p, ll, g));
+        }
+        (p, ll, g)
+    }
 }
 
 /// Log-likelihood and gradient, summed over fixed chunks of groups in parallel and then in
@@ -222,6 +246,7 @@ fn bgnbd_ll_grad_chunk(
     let mut cached_x = f64::NAN;
     let (mut lg_r_x, mut lg_b_x, mut lg_a_b_x, mut dg_r_x, mut dg_b_x, mut dg_a_b_x) =
         (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut ln_b_x = 0.0;
     for &([x, t_x, t], w) in groups {
         if x != cached_x {
             cached_x = x;
@@ -231,6 +256,7 @@ fn bgnbd_ll_grad_chunk(
             dg_r_x = digamma(r + x);
             dg_b_x = digamma(b + x + k);
             dg_a_b_x = digamma(a + b + x + k);
+            ln_b_x = (b + x - 1.0 + k).ln();
         }
         let (ln_alpha_t, ln_alpha_tx) = ((alpha + t).ln(), (alpha + t_x).ln());
         let a1 = lg_r_x - lg_r + r * ln_alpha;
@@ -238,9 +264,17 @@ fn bgnbd_ll_grad_chunk(
         let a3 = -(r + x) * ln_alpha_t;
         let drops = x > 0.0 || variant == Variant::Modified;
         let (lse, w3, w4) = if drops {
-            let a4 = ln_a - (b + x - 1.0 + k).ln() - (r + x) * ln_alpha_tx;
-            let lse = log_add_exp(a3, a4);
-            (lse, (a3 - lse).exp(), (a4 - lse).exp())
+            let a4 = ln_a - ln_b_x - (r + x) * ln_alpha_tx;
+            // log(e^a3 + e^a4) and the two terms' shares from one exp and one log.
+            let (hi, lo) = if a3 >= a4 { (a3, a4) } else { (a4, a3) };
+            let e = (lo - hi).exp();
+            let share_hi = 1.0 / (1.0 + e);
+            let lse = hi + e.ln_1p();
+            if a3 >= a4 {
+                (lse, share_hi, e * share_hi)
+            } else {
+                (lse, e * share_hi, share_hi)
+            }
         } else {
             (a3, 1.0, 0.0)
         };
@@ -262,8 +296,7 @@ impl CostFunction for BgNbdCost {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, lp: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        let p = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
-        let (ll, _) = bgnbd_ll_grad(&self.groups, p, self.variant);
+        let (p, ll, _) = self.eval(lp);
         let cost = -ll * self.scale + self.penalty * p.iter().map(|v| v * v).sum::<f64>();
         // Out of the model's domain: a value the line search can step back from.
         Ok(if cost.is_finite() { cost } else { f64::MAX })
@@ -274,8 +307,7 @@ impl Gradient for BgNbdCost {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, lp: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        let p = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
-        let (_, g) = bgnbd_ll_grad(&self.groups, p, self.variant);
+        let (p, _, g) = self.eval(lp);
         // Chain rule for log-parameters: ∂/∂log p = p ∂/∂p.
         Ok((0..4)
             .map(|i| -(g[i] * p[i]) * self.scale + self.penalty * 2.0 * p[i] * p[i])
@@ -423,6 +455,7 @@ impl BgNbd {
             groups: grouped(summary),
             penalty: settings.penalty,
             scale: 1.0 / summary.len() as f64,
+            last: Default::default(),
         };
         // Starting points on the log scale: all ones, and a spread of plausible shapes.
         let starts: Vec<Vec<f64>> = [

@@ -59,6 +59,7 @@ report = {"sklearn": sklearn.__version__, "test_rows": int(test.sum()),
           "strata_gbm": scores(ours["probability"].to_numpy()[test]),
           "strata_logistic": scores(ours["logistic_probability"].to_numpy()[test]),
           "strata_cv_roc_auc": summary["cross_validation"]["gbm_mean"],
+          "strata_cv_roc_auc_sd": summary["cross_validation"]["gbm_sd"],
           "strata_seconds_whole_command": float(np.median(strata_times))}
 for name, rows in fit_rows.items():
     times = []

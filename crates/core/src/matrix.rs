@@ -14,6 +14,10 @@ pub enum MatrixError {
     NonFinite { name: String, id: String },
     #[error("the feature matrix has no rows")]
     Empty,
+    #[error(
+        "feature `{name}` is constant (every row is {value}): it cannot separate segments; drop it from the features"
+    )]
+    Constant { name: String, value: f64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +87,31 @@ impl FeatureMatrix {
         self.names.iter().position(|n| n == name)
     }
 
+    /// The first column whose values are all equal, with that value (none with fewer than two
+    /// rows). Stops at a column's first differing value, so varying data cost O(d) here.
+    pub fn constant_column(&self) -> Option<(usize, f64)> {
+        if self.n_rows() < 2 {
+            return None;
+        }
+        let first = self.row(0);
+        (0..self.n_cols()).find_map(|j| {
+            let v = first[j];
+            self.column(j).all(|x| x == v).then_some((j, v))
+        })
+    }
+
+    /// An error naming the first constant column, if there is one. Clustering refuses such
+    /// data: a constant feature carries no information and usually means a wrong mapping.
+    pub fn check_varying(&self) -> Result<(), MatrixError> {
+        match self.constant_column() {
+            Some((j, value)) => Err(MatrixError::Constant {
+                name: self.names[j].clone(),
+                value,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Same ids and names, new values (used by transforms).
     pub fn with_data(&self, data: Vec<f64>) -> Result<Self, MatrixError> {
         Self::new(self.ids.clone(), self.names.clone(), data)
@@ -92,6 +121,24 @@ impl FeatureMatrix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_constant_column() {
+        let ids: Vec<String> = (0..3).map(|i| i.to_string()).collect();
+        let names = vec!["x".to_string(), "y".to_string()];
+        let m = FeatureMatrix::new(
+            ids.clone(),
+            names.clone(),
+            vec![1.0, 5.0, 2.0, 5.0, 3.0, 5.0],
+        )
+        .unwrap();
+        assert_eq!(m.constant_column(), Some((1, 5.0)));
+        let e = m.check_varying().unwrap_err().to_string();
+        assert!(e.contains("`y` is constant") && e.contains('5'), "{e}");
+        let m = FeatureMatrix::new(ids, names, vec![1.0, 5.0, 2.0, 5.0, 3.0, 6.0]).unwrap();
+        assert_eq!(m.constant_column(), None);
+        assert!(m.check_varying().is_ok());
+    }
 
     #[test]
     fn rejects_bad_shapes_and_non_finite_values() {

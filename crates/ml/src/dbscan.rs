@@ -23,6 +23,8 @@ pub enum DbscanError {
     BadEps(f64),
     #[error("min_samples must be at least 1")]
     BadMinSamples,
+    #[error(transparent)]
+    Data(#[from] strata_core::MatrixError),
 }
 
 /// A DBSCAN result.
@@ -45,6 +47,7 @@ impl Dbscan {
         if min_samples == 0 {
             return Err(DbscanError::BadMinSamples);
         }
+        data.check_varying()?;
         let (n, d) = (data.n_rows(), data.n_cols());
         let tree = KdTree::new(data.data(), d);
         let core: Vec<bool> = (0..n)

@@ -23,6 +23,8 @@ pub enum FuzzyError {
     Setting(String),
     #[error("initialization: {0}")]
     Init(#[from] KMeansError),
+    #[error(transparent)]
+    Data(#[from] strata_core::MatrixError),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -111,14 +113,7 @@ impl FuzzyCMeans {
 
     /// The cluster of highest membership per row.
     pub fn predict(&self, data: &FeatureMatrix) -> Vec<u32> {
-        self.memberships(data)
-            .chunks(self.k())
-            .map(|r| {
-                r.iter()
-                    .enumerate()
-                    .fold(0, |b, (c, &v)| if v > r[b] { c } else { b }) as u32
-            })
-            .collect()
+        crate::model::argmax_rows(&self.memberships(data), self.k())
     }
 
     /// Σ u^m x, Σ u^m and the objective, for the next centres.
@@ -159,6 +154,7 @@ impl FuzzyCMeans {
         if params.k == 0 || params.k > n {
             return Err(FuzzyError::BadK { k: params.k, n });
         }
+        data.check_varying()?;
         if !(params.m.is_finite() && params.m > 1.0) {
             return Err(FuzzyError::BadFuzzifier(params.m));
         }

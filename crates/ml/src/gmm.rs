@@ -37,6 +37,8 @@ pub enum GmmError {
     Singular { component: usize },
     #[error("initialization: {0}")]
     Init(#[from] KMeansError),
+    #[error(transparent)]
+    Data(#[from] strata_core::MatrixError),
 }
 
 /// EM settings; defaults follow scikit-learn's `GaussianMixture`.
@@ -325,6 +327,7 @@ impl Gmm {
         if params.k == 0 || params.k > n {
             return Err(GmmError::BadK { k: params.k, n });
         }
+        data.check_varying()?;
         if params.n_init == 0 || params.max_iter == 0 {
             return Err(GmmError::Setting(
                 "n_init and max_iter must be at least 1".into(),
@@ -466,18 +469,7 @@ impl Gmm {
 
     /// The most likely component of each row.
     pub fn predict(&self, data: &FeatureMatrix) -> Vec<u32> {
-        self.predict_proba(data)
-            .chunks(self.k())
-            .map(|r| {
-                r.iter()
-                    .enumerate()
-                    .fold(
-                        (0, f64::NEG_INFINITY),
-                        |b, (c, &v)| if v > b.1 { (c, v) } else { b },
-                    )
-                    .0 as u32
-            })
-            .collect()
+        crate::model::argmax_rows(&self.predict_proba(data), self.k())
     }
 
     /// Free parameters: weights, means and covariances.

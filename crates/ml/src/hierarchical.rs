@@ -44,6 +44,8 @@ pub enum HierarchicalError {
     },
     #[error("cannot cut {n} rows into k = {k} clusters (1 ≤ k ≤ rows)")]
     BadK { k: usize, n: usize },
+    #[error(transparent)]
+    Data(#[from] strata_core::MatrixError),
 }
 
 /// One merge: clusters `a` < `b` (rows are 0..n, the cluster made by merge i is n + i), the
@@ -77,6 +79,7 @@ impl Dendrogram {
         if n < 2 {
             return Err(HierarchicalError::TooFewRows(n));
         }
+        data.check_varying()?;
         let raw = match linkage {
             Linkage::Ward => ward_chain(data),
             Linkage::Single => single_mst(data),

@@ -212,6 +212,48 @@ impl KdTree {
         count
     }
 
+    /// Pushes a node's children so that the one nearer `q` is popped (searched) first.
+    fn push_nearer_last(&self, stack: &mut Vec<usize>, n: &Node, q: &[f64]) {
+        let (a, b) = (n.left, n.right);
+        if self.box_distance2(a, q) <= self.box_distance2(b, q) {
+            stack.push(b);
+            stack.push(a);
+        } else {
+            stack.push(a);
+            stack.push(b);
+        }
+    }
+
+    /// The nearest row to `q` and its squared distance (ties: the smaller row); `None` for an
+    /// empty tree.
+    pub fn nearest(&self, q: &[f64]) -> Option<(usize, f64)> {
+        if self.nodes.is_empty() {
+            return None;
+        }
+        let d = self.d;
+        let mut best: (usize, f64) = (usize::MAX, f64::INFINITY);
+        let mut stack = vec![0usize];
+        while let Some(node) = stack.pop() {
+            if self.box_distance2(node, q) > best.1 {
+                continue;
+            }
+            let n = &self.nodes[node];
+            if n.left == 0 {
+                for p in n.start..n.end {
+                    let x = &self.points[p * d..(p + 1) * d];
+                    let s: f64 = x.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+                    let row = self.order[p];
+                    if s < best.1 || (s == best.1 && row < best.0) {
+                        best = (row, s);
+                    }
+                }
+            } else {
+                self.push_nearer_last(&mut stack, n, q);
+            }
+        }
+        Some(best)
+    }
+
     /// Distance from `q` to its `k`-th nearest row (k ≥ 1; a row of the tree counts itself
     /// as its first neighbour at distance 0). `None` when the tree has fewer than k rows.
     pub fn kth_distance(&self, q: &[f64], k: usize) -> Option<f64> {
@@ -247,14 +289,7 @@ impl KdTree {
                 }
             } else {
                 // Nearer child last, so it is searched first.
-                let (a, b) = (n.left, n.right);
-                if self.box_distance2(a, q) <= self.box_distance2(b, q) {
-                    stack.push(b);
-                    stack.push(a);
-                } else {
-                    stack.push(a);
-                    stack.push(b);
-                }
+                self.push_nearer_last(&mut stack, n, q);
             }
         }
         best.peek().map(|o| o.0.sqrt())

@@ -121,6 +121,8 @@ pub enum KMeansError {
     TooFewRows { k: usize, n: usize },
     #[error("initial centres have {got} values, expected k × d = {expected}")]
     InitShape { expected: usize, got: usize },
+    #[error(transparent)]
+    Data(#[from] strata_core::MatrixError),
 }
 
 /// Checked parameters.
@@ -471,6 +473,7 @@ impl KMeansValidParams {
         if n < p.k {
             return Err(KMeansError::TooFewRows { k: p.k, n });
         }
+        data.check_varying()?;
         // The tolerance depends on the data only: once for every restart.
         let tol = self.absolute_tol(data);
         let mut best: Option<KMeans> = None;
@@ -504,6 +507,7 @@ impl KMeansValidParams {
         if n < k {
             return Err(KMeansError::TooFewRows { k, n });
         }
+        data.check_varying()?;
         let batch = batch.clamp(1, n);
         let x = data.data();
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
@@ -571,6 +575,7 @@ impl KMeansValidParams {
 
     /// One Lloyd run from the given initial centres (row-major `k × d`).
     pub fn fit_from(&self, data: &FeatureMatrix, init: Vec<f64>) -> Result<KMeans, KMeansError> {
+        data.check_varying()?;
         self.run_from(data, init, self.absolute_tol(data))
     }
 

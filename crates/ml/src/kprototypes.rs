@@ -16,6 +16,8 @@ pub enum KPrototypesError {
     BadK { k: usize, n: usize },
     #[error("{0}")]
     Setting(String),
+    #[error(transparent)]
+    Data(#[from] strata_core::MatrixError),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -147,6 +149,7 @@ impl KPrototypes {
         if params.k == 0 || params.k > n {
             return Err(KPrototypesError::BadK { k: params.k, n });
         }
+        numeric.check_varying()?;
         if !categorical.len().is_multiple_of(n) {
             return Err(KPrototypesError::Setting(format!(
                 "{} category codes are not a whole number of rows of {n}",

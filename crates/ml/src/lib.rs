@@ -37,14 +37,20 @@ pub use kmeans::{
 };
 pub use kprototypes::{KPrototypes, KPrototypesError, KPrototypesParams};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};
-pub use model::{MODEL_FORMAT_VERSION, ModelError, SegmentationModel};
+pub use model::{Assigner, Assignment, MODEL_FORMAT_VERSION, ModelError, SegmentationModel};
 pub use pca::{Pca, PcaError};
-pub use profile::{FeatureStats, PredictionMean, SegmentProfile, profile_segments};
+pub use profile::{
+    FeatureStats, MembershipSummary, PredictionMean, SegmentProfile, membership_summaries,
+    profile_segments,
+};
 pub use propensity::{
     CalibrationBin, CrossValidation, Dataset, Evaluation, Gbm, GbmSettings, Logistic,
     PropensityError, PropensitySettings, Split, Trained, average_precision, brier,
     calibration_curve, evaluate, log_loss, roc_auc, stratified_folds, stratified_split, train,
 };
 pub use scale::{ScaleError, Scaler, ScalerKind};
-pub use select::{KCandidate, Selection, SelectionParams, select_k};
+pub use select::{
+    Criterion, KCandidate, SelectError, Selection, SelectionParams, check_range, recommend,
+    score_labels, select_k, within_ss,
+};
 pub use stability::{Stability, subsample_stability};

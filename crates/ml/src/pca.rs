@@ -21,7 +21,7 @@ pub enum PcaError {
 }
 
 /// A fitted PCA: centred projection onto the top components.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pca {
     mean: Vec<f64>,
     /// Row-major `components × d`, unit length, largest variance first.
@@ -134,6 +134,11 @@ impl Pca {
                 .collect(),
             values,
         )
+    }
+
+    /// Features it takes.
+    pub fn input_dims(&self) -> usize {
+        self.mean.len()
     }
 
     pub fn n_components(&self) -> usize {

@@ -28,6 +28,59 @@ pub struct SegmentProfile {
     /// customers, when those models ran with the segmentation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub predictions: Vec<PredictionMean>,
+    /// Soft memberships (mixtures, fuzzy c-means) summarized for the segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipSummary>,
+}
+
+/// How soft a segment is, from per-customer membership degrees (or probabilities).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembershipSummary {
+    /// Every customer's membership in this segment, summed, over all customers: the
+    /// segment's share counted softly.
+    pub soft_share: f64,
+    /// Mean membership of the segment's own members in it.
+    pub mean_membership: f64,
+    /// Share of its members whose membership in it is at least 0.8.
+    pub confident_share: f64,
+    /// Its members' membership in it, in ten bins [0, 0.1), …, [0.9, 1].
+    pub histogram: Vec<u64>,
+}
+
+/// Summaries per segment from `n × k` memberships (rows summing to 1) and hard labels.
+pub fn membership_summaries(
+    memberships: &[f64],
+    labels: &[u32],
+    k: usize,
+) -> Vec<MembershipSummary> {
+    let n = labels.len();
+    let mut total = vec![0.0; k];
+    let mut own = vec![0.0; k];
+    let mut members = vec![0u64; k];
+    let mut confident = vec![0u64; k];
+    let mut histogram = vec![vec![0u64; 10]; k];
+    for (row, &l) in memberships.chunks(k.max(1)).zip(labels) {
+        for (t, v) in total.iter_mut().zip(row) {
+            *t += v;
+        }
+        let l = l as usize;
+        let v = row[l];
+        own[l] += v;
+        members[l] += 1;
+        confident[l] += u64::from(v >= 0.8);
+        histogram[l][((v * 10.0) as usize).min(9)] += 1;
+    }
+    (0..k)
+        .map(|c| {
+            let m = members[c].max(1) as f64;
+            MembershipSummary {
+                soft_share: total[c] / n.max(1) as f64,
+                mean_membership: own[c] / m,
+                confident_share: confident[c] as f64 / m,
+                histogram: std::mem::take(&mut histogram[c]),
+            }
+        })
+        .collect()
 }
 
 /// The mean of one per-customer prediction over a segment.
@@ -122,6 +175,7 @@ pub fn profile_segments(
                 features,
                 distinguishing,
                 predictions: Vec::new(),
+                membership: None,
             }
         })
         .collect();
@@ -237,6 +291,7 @@ mod tests {
                 .collect(),
             distinguishing: vec![],
             predictions: Vec::new(),
+            membership: None,
         }
     }
 

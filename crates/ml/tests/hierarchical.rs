@@ -178,7 +178,7 @@ fn bad_input_is_a_clear_error() {
         HierarchicalError::BadK { k: 0, n: 10 }
     );
     assert!(tree.cut(11).is_err());
-    let big = matrix(vec![0.5; 2 * 25_001], 2);
+    let big = matrix((0..2 * 25_001).map(f64::from).collect(), 2);
     let e = Dendrogram::fit(&big, Linkage::Complete).unwrap_err();
     assert!(e.to_string().contains("use ward or single"), "{e}");
 }

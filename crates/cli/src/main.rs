@@ -81,6 +81,21 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Assign customers to the segments of a saved model (model.json of `strata run`). The
+    /// input is CSV or Parquet with customer_id and the model's feature columns (the run's
+    /// assignments.csv has them). Writes customer_id, segment_id, segment (and memberships for
+    /// mixtures and fuzzy models); unreadable rows go to <out stem>.quarantine.csv.
+    Assign {
+        /// The saved model.
+        #[arg(long, short)]
+        model: PathBuf,
+        /// Customers' features (.csv or .parquet).
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Output CSV (default: <input stem>.segments.csv beside the input).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Generate a realistic e-commerce world with known latent segments.
     Generate {
         /// Number of customers.
@@ -421,6 +436,21 @@ fn propensity_config(config: &Config, out: &Path) -> Result<()> {
     Ok(())
 }
 
+fn assign(model: &Path, input: &Path, out: &Path) -> Result<()> {
+    let s = strata_engine::assign(model, input, out)?;
+    println!(
+        "Assigned {} customers with the {} model ({} rows quarantined):",
+        s.assigned, s.algorithm, s.quarantined
+    );
+    for (name, n) in &s.sizes {
+        println!("  {name}: {n}");
+    }
+    for f in &s.files {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result =
@@ -452,6 +482,16 @@ fn main() -> ExitCode {
                     let out = out.clone().unwrap_or_else(|| c.resolve(&c.run.output));
                     propensity_config(&c, &out)
                 }),
+            Command::Assign { model, input, out } => {
+                let out = out.clone().unwrap_or_else(|| {
+                    let stem = input
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "customers".into());
+                    input.with_file_name(format!("{stem}.segments.csv"))
+                });
+                assign(model, input, &out)
+            }
             Command::Generate {
                 customers,
                 seed,

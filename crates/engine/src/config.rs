@@ -141,9 +141,63 @@ impl Default for FeaturesConfig {
     }
 }
 
+/// The clustering algorithm of `strata run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// k-means (k-means++ restarts, Hamerly iterations); k by silhouette.
+    #[default]
+    Kmeans,
+    /// Gaussian mixture (EM); k by BIC; soft memberships.
+    Gmm,
+    /// Agglomerative clustering with Ward's linkage (O(n·d) memory); k by silhouette of the
+    /// dendrogram's cuts.
+    Ward,
+    /// Agglomerative, complete linkage (all pairwise distances: at most 25,000 customers).
+    Complete,
+    /// Agglomerative, average linkage (at most 25,000 customers).
+    Average,
+    /// Agglomerative, single linkage (minimum spanning tree).
+    Single,
+    /// Density-based clusters with noise; `eps` from the k-distance curve unless given.
+    Dbscan,
+    /// Fuzzy c-means; k from the k-means selection; membership degrees.
+    Fuzzy,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kmeans => "kmeans",
+            Self::Gmm => "gmm",
+            Self::Ward => "ward",
+            Self::Complete => "complete",
+            Self::Average => "average",
+            Self::Single => "single",
+            Self::Dbscan => "dbscan",
+            Self::Fuzzy => "fuzzy",
+        }
+    }
+
+    pub fn linkage(self) -> Option<strata_ml::Linkage> {
+        use strata_ml::Linkage;
+        match self {
+            Self::Ward => Some(Linkage::Ward),
+            Self::Complete => Some(Linkage::Complete),
+            Self::Average => Some(Linkage::Average),
+            Self::Single => Some(Linkage::Single),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentationConfig {
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// A fixed number of segments (no selection over k_min..k_max).
+    pub k: Option<usize>,
     #[serde(default = "default_k_min")]
     pub k_min: usize,
     #[serde(default = "default_k_max")]
@@ -154,6 +208,51 @@ pub struct SegmentationConfig {
     pub silhouette_sample: usize,
     #[serde(default = "default_min_share")]
     pub min_segment_share: f64,
+    /// Gaussian mixture covariance: "full" or "diagonal".
+    #[serde(default = "default_covariance")]
+    pub covariance: strata_ml::Covariance,
+    /// Fuzzy c-means fuzzifier m > 1 (larger: softer memberships).
+    #[serde(default = "default_fuzzifier")]
+    pub fuzzifier: f64,
+    /// DBSCAN radius in the scaled space (default: the knee of the k-distance curve).
+    pub eps: Option<f64>,
+    /// DBSCAN neighbours (the row itself included) that make a core row; default 2 × features.
+    pub min_samples: Option<usize>,
+    /// Cluster in the principal components explaining this share of the variance (0 < x ≤ 1).
+    pub pca_variance: Option<f64>,
+    /// Uniform reference sets for the gap statistic per k (0: not computed).
+    #[serde(default)]
+    pub gap_references: usize,
+    /// Refits on random subsamples to measure stability (0: skipped).
+    #[serde(default = "default_stability_runs")]
+    pub stability_runs: usize,
+    /// Share of customers in each stability subsample.
+    #[serde(default = "default_stability_sample")]
+    pub stability_sample: f64,
+    /// Refit on features as of this many days before `as_of` and compare the two models on
+    /// today's customers (time-split stability).
+    pub time_split_days: Option<u32>,
+    /// Split this segment (its name or id) into sub-segments.
+    pub split: Option<String>,
+    /// Largest number of sub-segments tried for `split`.
+    #[serde(default = "default_split_k_max")]
+    pub split_k_max: usize,
+}
+
+fn default_covariance() -> strata_ml::Covariance {
+    strata_ml::Covariance::Full
+}
+fn default_fuzzifier() -> f64 {
+    2.0
+}
+fn default_stability_runs() -> usize {
+    5
+}
+fn default_stability_sample() -> f64 {
+    0.8
+}
+fn default_split_k_max() -> usize {
+    4
 }
 
 fn default_k_min() -> usize {
@@ -180,6 +279,19 @@ impl Default for SegmentationConfig {
             n_init: default_n_init(),
             silhouette_sample: default_silhouette_sample(),
             min_segment_share: default_min_share(),
+            algorithm: Algorithm::Kmeans,
+            k: None,
+            covariance: default_covariance(),
+            fuzzifier: default_fuzzifier(),
+            eps: None,
+            min_samples: None,
+            pca_variance: None,
+            gap_references: 0,
+            stability_runs: default_stability_runs(),
+            stability_sample: default_stability_sample(),
+            time_split_days: None,
+            split: None,
+            split_k_max: default_split_k_max(),
         }
     }
 }
@@ -247,6 +359,63 @@ impl Config {
             return Err(invalid(
                 "[segmentation] silhouette_sample must be at least 100".into(),
             ));
+        }
+        if s.k == Some(0) {
+            return Err(invalid(
+                "[segmentation] k = 0: a segmentation needs at least 1 segment".into(),
+            ));
+        }
+        if !(s.fuzzifier.is_finite() && s.fuzzifier > 1.0) {
+            return Err(invalid(format!(
+                "[segmentation] fuzzifier = {}: it must be greater than 1",
+                s.fuzzifier
+            )));
+        }
+        if let Some(eps) = s.eps
+            && !(eps.is_finite() && eps > 0.0)
+        {
+            return Err(invalid(format!(
+                "[segmentation] eps = {eps}: it must be a positive distance"
+            )));
+        }
+        if s.min_samples == Some(0) {
+            return Err(invalid(
+                "[segmentation] min_samples must be at least 1".into(),
+            ));
+        }
+        if let Some(v) = s.pca_variance
+            && !(v > 0.0 && v <= 1.0)
+        {
+            return Err(invalid(format!(
+                "[segmentation] pca_variance = {v}: it must be in (0, 1]"
+            )));
+        }
+        if s.gap_references == 1 {
+            return Err(invalid(
+                "[segmentation] gap_references must be 0 (off) or at least 2".into(),
+            ));
+        }
+        if s.stability_runs > 0 && !(s.stability_sample > 0.0 && s.stability_sample < 1.0) {
+            return Err(invalid(format!(
+                "[segmentation] stability_sample = {}: it must be in (0, 1)",
+                s.stability_sample
+            )));
+        }
+        if s.time_split_days == Some(0) {
+            return Err(invalid(
+                "[segmentation] time_split_days must be at least 1".into(),
+            ));
+        }
+        if s.split_k_max < 2 {
+            return Err(invalid(
+                "[segmentation] split_k_max must be at least 2".into(),
+            ));
+        }
+        if s.algorithm != Algorithm::Dbscan && (s.eps.is_some() || s.min_samples.is_some()) {
+            return Err(invalid(format!(
+                "[segmentation] eps and min_samples are DBSCAN settings, but algorithm = \"{}\"",
+                s.algorithm.name()
+            )));
         }
         if self.sources.orders.is_none() && self.sources.customers.is_none() {
             return Err(invalid(
@@ -328,11 +497,13 @@ segment_on = ["recency_days", "frequency", "monetary", "tenure_days", "aov"]
 scaling = "auto"                # log for counts and money, z-score for durations
 
 [segmentation]
+algorithm = "kmeans"            # or gmm, ward, complete, average, single, dbscan, fuzzy
 k_min = 2
 k_max = 8
 n_init = 10                     # k-means restarts per k
 silhouette_sample = 4000        # rows scored for each k's silhouette
 min_segment_share = 0.01        # smaller segments rule a k out
+stability_runs = 5              # refits on 80% subsamples (ARI, Jaccard per segment)
 "#;
 
 /// The config `strata quickstart` writes beside its copy of CDNOW.

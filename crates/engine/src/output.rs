@@ -3,6 +3,8 @@
 
 use crate::config::Config;
 use crate::pipeline::{EngineError, RunSummary};
+use crate::pipeline::{SubSegments, TimeSplit};
+use crate::segment::Fitted;
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -12,7 +14,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_core::{EntityKind, Quarantined};
-use strata_ml::{SegmentationModel, Selection};
+use strata_ml::{SegmentationModel, Stability};
 use strata_prep::{PreparedSource, SourceQuality};
 use strata_report::{DedupSummary, QualityRow, ReportInput, render_report};
 
@@ -22,7 +24,10 @@ pub(crate) struct Outputs<'a> {
     pub rfm: &'a RecordBatch,
     pub labels: &'a [u32],
     pub model: &'a SegmentationModel,
-    pub selection: &'a Selection,
+    pub fitted: &'a Fitted,
+    pub stability: Option<&'a Stability>,
+    pub time_split: Option<&'a TimeSplit>,
+    pub sub_segments: Option<&'a SubSegments>,
     pub quarantined: &'a [(EntityKind, &'a Quarantined)],
     pub quality: Vec<&'a SourceQuality>,
     pub prepared: &'a [PreparedSource],
@@ -164,19 +169,23 @@ fn segments_json(o: &Outputs<'_>) -> serde_json::Value {
             "rows_kept": x.rows_kept, "quarantined": x.quarantined,
         })).collect::<Vec<_>>(),
         "model": {
-            "algorithm": "kmeans",
-            "init": "k-means++",
-            "n_init": c.segmentation.n_init,
+            "algorithm": s.algorithm,
+            "details": o.fitted.details,
             "k": s.chosen_k,
-            "features": c.features.segment_on,
+            "features": o.model.features,
             "scaling": c.features.scaling,
-            "inertia": o.selection.model.inertia(),
-            "iterations": o.selection.model.n_iter(),
-            "centroids_scaled": o.model.centroids.chunks(o.model.features.len().max(1)).collect::<Vec<_>>(),
+            "pca_components": o.model.projection.as_ref().map(|p| p.n_components()),
+            "centroids": o.model.centroids.chunks(o.model.dims().max(1)).collect::<Vec<_>>(),
+            "noise_segment": o.fitted.noise_segment,
         },
+        "validation": {
+            "stability": o.stability,
+            "time_split": o.time_split,
+        },
+        "sub_segments": o.sub_segments,
         "selection": {
             "chosen_k": s.chosen_k,
-            "elbow_k": o.selection.elbow_k,
+            "elbow_k": o.fitted.elbow_k,
             "reason": s.reason,
             "min_segment_share": c.segmentation.min_segment_share,
             "candidates": s.candidates,
@@ -316,6 +325,69 @@ pub(crate) fn dedup_summaries(prepared: &[PreparedSource]) -> Vec<DedupSummary> 
         .collect()
 }
 
+/// `sub_segments.csv`: the split segment's customers and their sub-segments.
+fn sub_segments_csv(o: &Outputs<'_>, sub: &SubSegments) -> Vec<u8> {
+    let mut out = String::from("customer_id,segment_id,sub_segment_id,sub_segment\n");
+    let ids = o.rfm_ids();
+    for &(row, l) in &sub.rows {
+        let name = sub.profiles.get(l as usize).map_or("", |p| p.name.as_str());
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            csv_field(ids.get(row).map_or("", String::as_str)),
+            sub.parent,
+            l,
+            csv_field(name)
+        ));
+    }
+    out.into_bytes()
+}
+
+/// `memberships.csv`: every customer's membership in every segment (mixtures: posterior
+/// probabilities; fuzzy c-means: degrees), columns in segment order.
+fn memberships_csv(o: &Outputs<'_>, u: &[f64]) -> Vec<u8> {
+    let k = o.model.k;
+    let mut out = String::from("customer_id,segment_id");
+    for name in &o.model.segment_names {
+        out.push(',');
+        out.push_str(&csv_field(name));
+    }
+    out.push('\n');
+    for ((id, row), l) in o.rfm_ids().iter().zip(u.chunks(k)).zip(o.labels) {
+        out.push_str(&csv_field(id));
+        out.push_str(&format!(",{l}"));
+        for v in row {
+            out.push_str(&format!(",{v:.6}"));
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+fn time_split_note(t: &TimeSplit) -> String {
+    match (&t.note, t.ari) {
+        (Some(note), _) => format!(
+            "Time split at {} ({} days earlier): not computed — {note}.",
+            t.earlier_as_of, t.days
+        ),
+        (None, Some(ari)) => format!(
+            "Refitted on features as of {} ({} days earlier, {} customers): agreement with today's segments ARI = {ari:.3}; {} of {} customers present at both dates changed segment.",
+            t.earlier_as_of,
+            t.days,
+            t.earlier_customers,
+            t.moved_share.map_or("—".to_string(), pct),
+            t.common_customers
+        ),
+        (None, None) => String::new(),
+    }
+}
+
+impl Outputs<'_> {
+    /// Customer ids in row order (the RFM batch's).
+    fn rfm_ids(&self) -> Vec<String> {
+        crate::pipeline::customer_ids(self.rfm).unwrap_or_default()
+    }
+}
+
 /// A CSV field, quoted when it holds a comma, quote or line break.
 pub(crate) fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
@@ -377,7 +449,16 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
     put("assignments.csv", csv_bytes(&batch)?);
     let segments = serde_json::to_string_pretty(&segments_json(o)).map_err(internal)?;
     put("segments.json", segments.into_bytes());
-    put("model.json", o.model.to_json().into_bytes());
+    put(
+        "model.json",
+        o.model.to_json().map_err(internal)?.into_bytes(),
+    );
+    if let Some(sub) = o.sub_segments {
+        put("sub_segments.csv", sub_segments_csv(o, sub));
+    }
+    if let Some(u) = &o.fitted.memberships {
+        put("memberships.csv", memberships_csv(o, u));
+    }
     put(
         "quarantine.csv",
         csv_bytes(&quarantine_batch(o.quarantined)?)?,
@@ -401,7 +482,24 @@ pub(crate) fn write_all(dir: &Path, o: &Outputs<'_>) -> Result<Vec<PathBuf>, Eng
         customers: s.customers,
         candidates: &s.candidates,
         chosen_k: s.chosen_k,
-        elbow_k: o.selection.elbow_k,
+        elbow_k: o.fitted.elbow_k,
+        algorithm: s.algorithm.clone(),
+        dendrogram: o.fitted.dendrogram.as_ref(),
+        k_distance: o.fitted.k_distance.as_ref().map(|c| {
+            (
+                c,
+                o.fitted
+                    .details
+                    .get("eps")
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(c.suggested_eps),
+            )
+        }),
+        stability: o.stability,
+        time_split: o.time_split.map(time_split_note),
+        sub_segments: o
+            .sub_segments
+            .map(|x| (x.reason.as_str(), x.profiles.as_slice())),
         reason: s.reason.clone(),
         profiles: &s.segments,
         projection: o.projection.clone(),

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::output::{self, Outputs};
+use crate::segment::{self, Fitted};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ use strata_core::{EntityKind, FeatureMatrix, MatrixError, Quarantined, Transform
 use strata_features::{FeatureEngine, FeatureError, RFM_SEGMENTS};
 use strata_ml::{
     KCandidate, Pca, PcaError, ScaleError, Scaler, SegmentProfile, SegmentationModel,
-    SelectionParams, profile_segments, select_k,
+    SelectionParams, adjusted_rand_index, membership_summaries, profile_segments, select_k,
 };
 use strata_prep::{LoadError, LoadedSource, PreparedSource, SourceConfig, load_source, prepare};
 use strata_report::{ReportError, SourceSummary};
@@ -50,10 +51,14 @@ pub enum EngineError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: {message}", path.display())]
+    Input { path: PathBuf, message: String },
     #[error("feature computation failed (a bug in Strata): {0}")]
     Features(#[from] FeatureError),
     #[error("model fitting failed: {0}")]
     Model(String),
+    #[error("nothing to segment: every customer has the same {features} ({customers} customers)")]
+    NothingToSegment { features: String, customers: usize },
     #[error(
         "this command needs an orders table: add [sources.orders] with customer_id, timestamp and amount"
     )]
@@ -114,6 +119,8 @@ pub struct RunSummary {
     pub customers: usize,
     pub as_of: String,
     pub chosen_k: usize,
+    /// `[segmentation] algorithm`.
+    pub algorithm: String,
     pub reason: String,
     pub candidates: Vec<KCandidate>,
     pub segments: Vec<SegmentProfile>,
@@ -188,9 +195,9 @@ pub(crate) fn format_micros(micros: i64) -> String {
         .unwrap_or_else(|| micros.to_string())
 }
 
-/// The feature matrix the model sees, from the RFM batch.
-fn feature_matrix(rfm: &RecordBatch, names: &[String]) -> Result<FeatureMatrix, EngineError> {
-    let ids: Vec<String> = rfm
+/// The `customer_id` column of a batch, in row order.
+pub(crate) fn customer_ids(batch: &RecordBatch) -> Option<Vec<String>> {
+    batch
         .column_by_name("customer_id")
         .and_then(|c| c.as_string_opt::<i32>())
         .map(|c| {
@@ -198,6 +205,11 @@ fn feature_matrix(rfm: &RecordBatch, names: &[String]) -> Result<FeatureMatrix, 
                 .map(|v| v.unwrap_or_default().to_string())
                 .collect()
         })
+}
+
+/// The feature matrix the model sees, from the RFM batch.
+fn feature_matrix(rfm: &RecordBatch, names: &[String]) -> Result<FeatureMatrix, EngineError> {
+    let ids = customer_ids(rfm)
         .ok_or_else(|| EngineError::Model("RFM result has no customer_id column".into()))?;
     let columns: Vec<Vec<f64>> = names
         .iter()
@@ -339,53 +351,42 @@ fn run_stages(
         });
     }
 
-    let raw = feature_matrix(&rfm, &config.features.segment_on)?;
-    let kinds: Vec<_> = raw
-        .names()
-        .iter()
-        .map(|n| config.features.scaling.kind_for(n))
-        .collect();
-    let scaler = Scaler::fit(&raw, &kinds)?;
-    let scaled = scaler.transform(&raw)?;
+    let all_features = feature_matrix(&rfm, &config.features.segment_on)?;
+    let (raw, dropped) = drop_constant_features(all_features)?;
+    let Space {
+        scaler,
+        scaled,
+        projection: pca_space,
+        clustered,
+    } = space(config, &raw)?;
 
-    let params = SelectionParams {
-        k_min: seg.k_min,
-        k_max: seg.k_max,
-        n_init: seg.n_init,
-        seed: config.run.seed,
-        silhouette_sample: seg.silhouette_sample,
-        min_segment_share: seg.min_segment_share,
-    };
-    let k_count = (seg.k_max.min(raw.n_rows() - 1) + 1).saturating_sub(seg.k_min) as u64;
-    progress.start("choosing k (k-means per k)", k_count);
-    let mut selection = select_k(&scaled, &params, &|_| progress.step())
-        .map_err(|e| EngineError::Model(e.to_string()))?;
-    progress.finish();
-
-    // Stable segment ids: largest segment first, ties by centre coordinates.
-    let k = selection.chosen_k;
-    let mut sizes = vec![0usize; k];
-    selection
-        .model
-        .labels()
-        .iter()
-        .for_each(|&l| sizes[l as usize] += 1);
-    let mut order: Vec<usize> = (0..k).collect();
-    order.sort_by(|&a, &b| {
-        sizes[b].cmp(&sizes[a]).then_with(|| {
-            let (ca, cb) = (selection.model.centroid(a), selection.model.centroid(b));
-            ca.iter()
-                .zip(cb)
-                .map(|(x, y)| x.total_cmp(y))
-                .find(|o| o.is_ne())
-                .unwrap_or(std::cmp::Ordering::Equal)
-        })
-    });
-    selection.model.relabel(&order);
-    let labels = selection.model.labels().to_vec();
+    let mut fitted = segment::fit(seg, &clustered, config.run.seed, None, progress)?;
+    if !dropped.is_empty() {
+        fitted.reason.push_str(&format!(
+            "; constant features left out: {}",
+            dropped.join(", ")
+        ));
+    }
+    if let Some(p) = &pca_space {
+        fitted.reason.push_str(&format!(
+            "; clustered in {} principal components ({:.1}% of the variance)",
+            p.n_components(),
+            p.explained_variance_ratio().iter().sum::<f64>() * 100.0
+        ));
+    }
+    let k = fitted.k;
+    let labels = fitted.labels.clone();
 
     progress.start("profiling segments", 1);
     let mut profiles = profile_segments(&raw, &scaled, &labels, k);
+    if let Some(noise) = fitted.noise_segment {
+        profiles[noise].name = "Noise (no dense cluster)".into();
+    }
+    if let Some(u) = &fitted.memberships {
+        for (p, m) in profiles.iter_mut().zip(membership_summaries(u, &labels, k)) {
+            p.membership = Some(m);
+        }
+    }
     progress.finish();
     add_predictions(config, &loaded, raw.ids(), &labels, &mut profiles, progress)?;
     progress.start("projecting customers", 1);
@@ -404,14 +405,37 @@ fn run_stages(
     progress.finish();
 
     let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
-    let model = SegmentationModel::from_kmeans(
-        config.features.segment_on.clone(),
+    let model = build_model(
+        &fitted,
         scaler,
-        &selection.model,
+        pca_space,
+        raw.names().to_vec(),
         names,
         config.run.seed,
-        raw.n_rows(),
     );
+    let stability = if seg.stability_runs > 0 {
+        Some(segment::stability(
+            seg,
+            &clustered,
+            &fitted,
+            config.run.seed,
+            progress,
+        )?)
+    } else {
+        None
+    };
+    let time_split = match seg.time_split_days {
+        Some(days) => Some(time_split(
+            config, &engine, &raw, &model, &fitted, as_of, days, progress,
+        )?),
+        None => None,
+    };
+    let sub_segments = match &seg.split {
+        Some(which) => Some(sub_segments(
+            config, which, &raw, &scaled, &clustered, &labels, &profiles,
+        )?),
+        None => None,
+    };
     let sources = summaries(&loaded);
     let quarantined: Vec<(EntityKind, &Quarantined)> = loaded
         .iter()
@@ -424,8 +448,9 @@ fn run_stages(
         customers: raw.n_rows(),
         as_of: as_of_text,
         chosen_k: k,
-        reason: selection.reason.clone(),
-        candidates: selection.candidates.clone(),
+        algorithm: seg.algorithm.name().to_string(),
+        reason: fitted.reason.clone(),
+        candidates: fitted.candidates.clone(),
         segments: profiles,
         sources,
         quarantined: quarantined.len(),
@@ -439,7 +464,10 @@ fn run_stages(
         rfm: &rfm,
         labels: &labels,
         model: &model,
-        selection: &selection,
+        fitted: &fitted,
+        stability: stability.as_ref(),
+        time_split: time_split.as_ref(),
+        sub_segments: sub_segments.as_ref(),
         quarantined: &quarantined,
         quality: loaded.iter().map(|s| &s.quality).collect(),
         prepared: &loaded,
@@ -453,6 +481,300 @@ fn run_stages(
     progress.finish();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Leaves out features with one value for every customer (they cannot separate segments);
+/// an error when no feature varies.
+fn drop_constant_features(m: FeatureMatrix) -> Result<(FeatureMatrix, Vec<String>), EngineError> {
+    let d = m.n_cols();
+    let constant: Vec<usize> = (0..d)
+        .filter(|&j| {
+            let first = m.row(0)[j];
+            m.column(j).all(|v| v == first)
+        })
+        .collect();
+    if constant.is_empty() || m.n_rows() < 2 {
+        return Ok((m, Vec::new()));
+    }
+    let dropped: Vec<String> = constant.iter().map(|&j| m.names()[j].clone()).collect();
+    if constant.len() == d {
+        return Err(EngineError::NothingToSegment {
+            features: dropped.join(", "),
+            customers: m.n_rows(),
+        });
+    }
+    let keep: Vec<usize> = (0..d).filter(|j| !constant.contains(j)).collect();
+    let values = (0..m.n_rows())
+        .flat_map(|i| keep.iter().map(move |&j| (i, j)))
+        .map(|(i, j)| m.row(i)[j])
+        .collect();
+    let names = keep.iter().map(|&j| m.names()[j].clone()).collect();
+    Ok((
+        FeatureMatrix::new(m.ids().to_vec(), names, values)?,
+        dropped,
+    ))
+}
+
+/// The spaces a segmentation works in: raw features scaled, then optionally projected.
+struct Space {
+    scaler: Scaler,
+    scaled: FeatureMatrix,
+    projection: Option<Pca>,
+    /// What the algorithm sees: `scaled`, or its principal components.
+    clustered: FeatureMatrix,
+}
+
+fn space(config: &Config, raw: &FeatureMatrix) -> Result<Space, EngineError> {
+    let kinds: Vec<_> = raw
+        .names()
+        .iter()
+        .map(|n| config.features.scaling.kind_for(n))
+        .collect();
+    let scaler = Scaler::fit(raw, &kinds)?;
+    let scaled = scaler.transform(raw)?;
+    let projection = match config.segmentation.pca_variance {
+        Some(share) => Some(Pca::fit_variance(&scaled, share)?),
+        None => None,
+    };
+    let clustered = match &projection {
+        Some(p) => p.transform(&scaled)?,
+        None => scaled.clone(),
+    };
+    Ok(Space {
+        scaler,
+        scaled,
+        projection,
+        clustered,
+    })
+}
+
+/// The saved model of a fitted segmentation.
+fn build_model(
+    fitted: &Fitted,
+    scaler: Scaler,
+    projection: Option<Pca>,
+    features: Vec<String>,
+    names: Vec<String>,
+    seed: u64,
+) -> SegmentationModel {
+    let mut model = SegmentationModel::new(
+        fitted.algorithm.name(),
+        features,
+        scaler,
+        fitted.k,
+        fitted.centroids.clone(),
+        names,
+        seed,
+        fitted.labels.len(),
+    );
+    model.projection = projection;
+    model.assigner = fitted.assigner.clone();
+    model.segment_of_cluster = fitted.segment_of_cluster.clone();
+    model
+}
+
+/// Time-split stability: the same segmentation fitted on features as of `days` before
+/// `as_of`, compared with today's on today's customers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimeSplit {
+    pub days: u32,
+    pub earlier_as_of: String,
+    /// Customers with orders before the earlier date.
+    pub earlier_customers: usize,
+    /// Agreement (ARI) between today's segments and the earlier model's segments of today's
+    /// customers: 1 when the earlier model would have drawn the same boundaries.
+    pub ari: Option<f64>,
+    /// Of the customers present at both dates, the share whose segment (today's model on
+    /// their earlier and current features) changed.
+    pub moved_share: Option<f64>,
+    pub common_customers: usize,
+    /// Why the comparison could not be made, when it could not.
+    pub note: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn time_split(
+    config: &Config,
+    engine: &FeatureEngine,
+    raw: &FeatureMatrix,
+    model: &SegmentationModel,
+    fitted: &Fitted,
+    as_of: i64,
+    days: u32,
+    progress: &dyn Progress,
+) -> Result<TimeSplit, EngineError> {
+    let earlier = as_of - i64::from(days) * DAY_MICROS;
+    let mut out = TimeSplit {
+        days,
+        earlier_as_of: format_micros(earlier),
+        earlier_customers: 0,
+        ari: None,
+        moved_share: None,
+        common_customers: 0,
+        note: None,
+    };
+    progress.start("time-split stability", 1);
+    let rfm = engine.rfm(earlier)?;
+    out.earlier_customers = rfm.num_rows();
+    let seg = &config.segmentation;
+    if rfm.num_rows() <= fitted.k.max(seg.k_min) {
+        out.note = Some(format!(
+            "{} customers had orders before {}: too few to refit",
+            rfm.num_rows(),
+            out.earlier_as_of
+        ));
+        progress.finish();
+        return Ok(out);
+    }
+    let early_raw = feature_matrix(&rfm, raw.names())?;
+    if let Some((j, _)) = early_raw.constant_column() {
+        out.note = Some(format!(
+            "`{}` is constant among the earlier customers",
+            early_raw.names()[j]
+        ));
+        progress.finish();
+        return Ok(out);
+    }
+    let Space {
+        scaler,
+        projection,
+        clustered,
+        ..
+    } = space(config, &early_raw)?;
+    let eps = fitted
+        .details
+        .get("eps")
+        .and_then(serde_json::Value::as_f64);
+    let clusters = fitted.k - usize::from(fitted.noise_segment.is_some());
+    let early = segment::fit(
+        seg,
+        &clustered,
+        config.run.seed,
+        Some((clusters, eps.unwrap_or(1.0))),
+        &NoProgress,
+    )?;
+    let early_model = build_model(
+        &early,
+        scaler,
+        projection,
+        raw.names().to_vec(),
+        vec![String::new(); early.k],
+        config.run.seed,
+    );
+    let again = early_model
+        .assign(raw)
+        .map_err(|e| EngineError::Model(e.to_string()))?;
+    out.ari = Some(adjusted_rand_index(&fitted.labels, &again));
+    let then = model
+        .assign(&early_raw)
+        .map_err(|e| EngineError::Model(e.to_string()))?;
+    let position: HashMap<&str, usize> = raw
+        .ids()
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let (mut common, mut moved) = (0usize, 0usize);
+    for (id, &segment) in early_raw.ids().iter().zip(&then) {
+        if let Some(&i) = position.get(id.as_str()) {
+            common += 1;
+            moved += usize::from(fitted.labels[i] != segment);
+        }
+    }
+    out.common_customers = common;
+    out.moved_share = (common > 0).then(|| moved as f64 / common as f64);
+    progress.finish();
+    Ok(out)
+}
+
+/// Sub-segments of one segment: k-means with k chosen by silhouette inside it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SubSegments {
+    pub parent: usize,
+    pub parent_name: String,
+    pub reason: String,
+    pub candidates: Vec<KCandidate>,
+    pub profiles: Vec<SegmentProfile>,
+    /// (row of the run's matrix, sub-segment) for the parent's customers.
+    #[serde(skip)]
+    pub rows: Vec<(usize, u32)>,
+}
+
+fn sub_segments(
+    config: &Config,
+    which: &str,
+    raw: &FeatureMatrix,
+    scaled: &FeatureMatrix,
+    clustered: &FeatureMatrix,
+    labels: &[u32],
+    profiles: &[SegmentProfile],
+) -> Result<SubSegments, EngineError> {
+    let parent = profiles
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case(which.trim()) || p.id.to_string() == which.trim())
+        .ok_or_else(|| {
+            EngineError::Model(format!(
+                "[segmentation] split = \"{which}\" names no segment; segments are: {}",
+                profiles
+                    .iter()
+                    .map(|p| format!("{} ({})", p.id, p.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    let rows: Vec<usize> = (0..labels.len())
+        .filter(|&i| labels[i] as usize == parent.id)
+        .collect();
+    let pick = |m: &FeatureMatrix| -> Result<FeatureMatrix, EngineError> {
+        Ok(FeatureMatrix::new(
+            rows.iter().map(|&i| m.ids()[i].clone()).collect(),
+            m.names().to_vec(),
+            rows.iter().flat_map(|&i| m.row(i).to_vec()).collect(),
+        )?)
+    };
+    let (sub_raw, sub_scaled, sub_clustered) = (pick(raw)?, pick(scaled)?, pick(clustered)?);
+    let seg = &config.segmentation;
+    if rows.len() <= 2 || sub_clustered.constant_column().is_some() {
+        return Err(EngineError::Model(format!(
+            "segment {} ({}) has {} customers that do not vary enough to split",
+            parent.id,
+            parent.name,
+            rows.len()
+        )));
+    }
+    let params = SelectionParams {
+        k_min: 2,
+        k_max: seg.split_k_max,
+        n_init: seg.n_init,
+        seed: config.run.seed,
+        silhouette_sample: seg.silhouette_sample,
+        min_segment_share: seg.min_segment_share,
+        gap_references: 0,
+    };
+    let mut s = select_k(&sub_clustered, &params, &|_| {})
+        .map_err(|e| EngineError::Model(format!("sub-segments of {}: {e}", parent.name)))?;
+    let k = s.chosen_k;
+    let mut sizes = vec![0usize; k];
+    s.model
+        .labels()
+        .iter()
+        .for_each(|&l| sizes[l as usize] += 1);
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then(a.cmp(&b)));
+    s.model.relabel(&order);
+    let sub_labels = s.model.labels().to_vec();
+    let mut sub_profiles = profile_segments(&sub_raw, &sub_scaled, &sub_labels, k);
+    for p in &mut sub_profiles {
+        p.name = format!("{} · {}", parent.name, p.name);
+    }
+    Ok(SubSegments {
+        parent: parent.id,
+        parent_name: parent.name.clone(),
+        reason: s.reason,
+        candidates: s.candidates,
+        profiles: sub_profiles,
+        rows: rows.into_iter().zip(sub_labels).collect(),
+    })
 }
 
 /// Mean CLV and P(alive) (with `[clv]`) and propensity (with `[propensity]`) per segment.

@@ -296,29 +296,6 @@ fn quickstart_config_runs_on_the_bundled_cdnow_data() {
 }
 
 #[test]
-fn identical_customers_do_not_break_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut text = String::from("customer_id,timestamp,amount\n");
-    for i in 0..12 {
-        text.push_str(&format!("c{i},2026-01-01,10\n"));
-    }
-    std::fs::write(dir.path().join("orders.csv"), text).unwrap();
-    let path = dir.path().join("strata.toml");
-    std::fs::write(&path, format!("{ORDERS}[segmentation]\nk_max = 4\n")).unwrap();
-    let config = Config::load(&path).unwrap();
-    let summary = strata_engine::run(&config, &dir.path().join("out"), &NoProgress).unwrap();
-    assert_eq!(summary.customers, 12);
-    assert_eq!(summary.segments.iter().map(|s| s.size).sum::<usize>(), 12);
-    // Every k leaves a segment empty, so the minimum-size rule cannot hold and says so.
-    assert!(
-        summary.reason.contains("size rule was waived"),
-        "{}",
-        summary.reason
-    );
-    assert!(dir.path().join("out/report.html").exists());
-}
-
-#[test]
 fn clv_on_cdnow_master_matches_the_reference_fit() {
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/cdnow");
     let mut text = strata_engine::quickstart_config("CDNOW_master.txt");

@@ -77,6 +77,18 @@ pub struct ReportInput<'a> {
     pub rfm_grid: [[u64; 5]; 5],
     /// Named RFM segments and their customer counts, best first.
     pub rfm_segments: Vec<(String, u64)>,
+    /// `[segmentation] algorithm`.
+    pub algorithm: String,
+    /// Hierarchical clustering's tree.
+    pub dendrogram: Option<&'a strata_ml::Dendrogram>,
+    /// DBSCAN's k-distance curve and the eps used.
+    pub k_distance: Option<(&'a strata_ml::KDistance, f64)>,
+    /// Subsample stability (ARI overall, Jaccard per segment).
+    pub stability: Option<&'a strata_ml::Stability>,
+    /// The time-split check, in a sentence.
+    pub time_split: Option<String>,
+    /// Sub-segments of one segment: how their k was chosen, and their profiles.
+    pub sub_segments: Option<(&'a str, &'a [SegmentProfile])>,
 }
 
 struct SegmentRow {
@@ -87,6 +99,8 @@ struct SegmentRow {
     cells: Vec<String>,
     /// Mean CLV, P(alive), propensity when those models ran.
     predictions: Vec<String>,
+    /// Soft memberships (mixtures, fuzzy): soft share and confident members.
+    membership: String,
     distinguishing: String,
 }
 
@@ -111,6 +125,8 @@ struct CandidateRow {
     silhouette: String,
     calinski_harabasz: String,
     davies_bouldin: String,
+    bic: String,
+    gap: String,
     smallest: String,
     chosen: bool,
     eligible: bool,
@@ -139,6 +155,17 @@ struct ReportPage<'a> {
     svg_elbow: String,
     svg_silhouette: String,
     svg_rfm: String,
+    algorithm: &'a str,
+    soft: bool,
+    show_bic: bool,
+    show_gap: bool,
+    /// Algorithm-specific plots: dendrogram, k-distance curve, BIC, memberships.
+    svg_model: Vec<(&'static str, String)>,
+    stability_note: String,
+    svg_stability: String,
+    time_split: String,
+    sub_reason: String,
+    sub_rows: Vec<SegmentRow>,
 }
 
 /// Thousands separators for counts.
@@ -169,6 +196,42 @@ fn plot(name: &'static str, r: Result<String, String>) -> Result<String, ReportE
     r.map_err(|message| ReportError::Plot {
         plot: name,
         message,
+    })
+}
+
+/// A row of a segment table: sizes, feature means / medians, prediction means, memberships.
+fn segment_row(i: usize, p: &SegmentProfile) -> SegmentRow {
+    SegmentRow {
+        color: plots::segment_hex(i),
+        name: p.name.clone(),
+        size: count(p.size as u64),
+        share: format!("{:.1}%", p.share * 100.0),
+        cells: p
+            .features
+            .iter()
+            .map(|f| format!("{} / {}", number(f.mean), number(f.median)))
+            .collect(),
+        predictions: p
+            .predictions
+            .iter()
+            .map(|m| match m.name.as_str() {
+                _ if m.mean.is_nan() => "–".to_string(),
+                "CLV" => number(m.mean),
+                _ => format!("{:.1}%", 100.0 * m.mean),
+            })
+            .collect(),
+        membership: membership_cell(p),
+        distinguishing: p.distinguishing.join("; "),
+    }
+}
+
+fn membership_cell(p: &SegmentProfile) -> String {
+    p.membership.as_ref().map_or(String::new(), |m| {
+        format!(
+            "{:.1}% / {:.0}%",
+            m.soft_share * 100.0,
+            m.confident_share * 100.0
+        )
     })
 }
 
@@ -271,6 +334,94 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
         }),
     )?;
 
+    let mut svg_model: Vec<(&'static str, String)> = Vec::new();
+    if let Some(tree) = input.dendrogram {
+        svg_model.push((
+            "plot-dendrogram",
+            plot("dendrogram", plots::dendrogram(tree, input.chosen_k, 30))?,
+        ));
+    }
+    if let Some((curve, eps)) = input.k_distance {
+        svg_model.push((
+            "plot-k-distance",
+            plot("k-distance", plots::k_distance(curve, eps))?,
+        ));
+    }
+    let bic: Vec<(usize, f64)> = input
+        .candidates
+        .iter()
+        .filter_map(|c| c.bic.map(|b| (c.k, b)))
+        .collect();
+    if bic.len() > 1 {
+        svg_model.push((
+            "plot-bic",
+            plot(
+                "bic",
+                plots::line_over_k("BIC by k (lower is better)", "BIC", &bic, input.chosen_k),
+            )?,
+        ));
+    }
+    let soft = input.profiles.iter().any(|p| p.membership.is_some());
+    if soft {
+        let series: Vec<(&str, Vec<(f64, f64)>)> = input
+            .profiles
+            .iter()
+            .filter_map(|p| {
+                let m = p.membership.as_ref()?;
+                let total = m.histogram.iter().sum::<u64>().max(1) as f64;
+                Some((
+                    p.name.as_str(),
+                    m.histogram
+                        .iter()
+                        .enumerate()
+                        .map(|(b, &c)| (b as f64 / 10.0 + 0.05, c as f64 / total))
+                        .collect(),
+                ))
+            })
+            .collect();
+        svg_model.push((
+            "plot-memberships",
+            plot(
+                "memberships",
+                plots::lines(
+                    "Members' membership in their own segment",
+                    (
+                        "membership (probability or degree)",
+                        "share of the segment's customers",
+                    ),
+                    &series,
+                    false,
+                ),
+            )?,
+        ));
+    }
+    let (stability_note, svg_stability) = match input.stability {
+        Some(st) => {
+            let labels: Vec<String> = st.jaccard.iter().map(|j| format!(" {j:.2}")).collect();
+            (
+                format!(
+                    "{} refits on random {:.0}% subsamples: adjusted Rand index with the full fit {:.3} ± {:.3} (1 = the same segments). Jaccard per segment is the mean overlap of each segment with its best match in the refits; below 0.6 a segment is not reproducible, above 0.75 it is stable.",
+                    st.runs,
+                    st.sample_share * 100.0,
+                    st.ari_mean,
+                    st.ari_sd
+                ),
+                plot(
+                    "stability",
+                    plots::bars(
+                        "Stability: mean Jaccard of each segment over the refits",
+                        "Jaccard (1 = found again exactly)",
+                        &names,
+                        &st.jaccard,
+                        &labels,
+                        1.12,
+                        Some(0.75),
+                    ),
+                )?,
+            )
+        }
+        None => (String::new(), String::new()),
+    };
     let quarantined: u64 = input.sources.iter().map(|s| s.quarantined).sum();
     let total_rfm: u64 = input.rfm_segments.iter().map(|s| s.1).sum::<u64>().max(1);
     let page = ReportPage {
@@ -322,28 +473,29 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
             .profiles
             .iter()
             .enumerate()
-            .map(|(i, p)| SegmentRow {
-                color: plots::segment_hex(i),
-                name: p.name.clone(),
-                size: count(p.size as u64),
-                share: format!("{:.1}%", p.share * 100.0),
-                cells: p
-                    .features
-                    .iter()
-                    .map(|f| format!("{} / {}", number(f.mean), number(f.median)))
-                    .collect(),
-                predictions: p
-                    .predictions
-                    .iter()
-                    .map(|m| match m.name.as_str() {
-                        _ if m.mean.is_nan() => "–".to_string(),
-                        "CLV" => number(m.mean),
-                        _ => format!("{:.1}%", 100.0 * m.mean),
-                    })
-                    .collect(),
-                distinguishing: p.distinguishing.join("; "),
-            })
+            .map(|(i, p)| segment_row(i, p))
             .collect(),
+        sub_rows: input
+            .sub_segments
+            .map(|(_, profiles)| {
+                profiles
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| segment_row(i, p))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        sub_reason: input
+            .sub_segments
+            .map_or(String::new(), |(r, _)| r.to_string()),
+        algorithm: &input.algorithm,
+        soft,
+        show_bic: input.candidates.iter().any(|c| c.bic.is_some()),
+        show_gap: input.candidates.iter().any(|c| c.gap.is_some()),
+        svg_model,
+        stability_note,
+        svg_stability,
+        time_split: input.time_split.clone().unwrap_or_default(),
         feature_names,
         prediction_names: input
             .profiles
@@ -367,6 +519,11 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
                 silhouette: c.silhouette.map_or("–".into(), |s| format!("{s:.4}")),
                 calinski_harabasz: c.calinski_harabasz.map_or("–".into(), number),
                 davies_bouldin: c.davies_bouldin.map_or("–".into(), |v| format!("{v:.3}")),
+                bic: c.bic.map_or("–".into(), number),
+                gap: match (c.gap, c.gap_sd) {
+                    (Some(g), Some(sd)) => format!("{g:.3} ± {sd:.3}"),
+                    _ => "–".into(),
+                },
                 smallest: format!("{:.1}%", c.smallest_share * 100.0),
                 chosen: c.k == input.chosen_k,
                 eligible: c.eligible,

@@ -253,21 +253,45 @@ pub(crate) fn grid(g: &Grid<'_>) -> Result<String, String> {
 
 /// Horizontal bars of segment sizes.
 pub(crate) fn sizes(names: &[String], sizes: &[usize]) -> Result<String, String> {
+    let values: Vec<f64> = sizes.iter().map(|&s| s as f64).collect();
+    let labels: Vec<String> = sizes.iter().map(|s| format!(" {s}")).collect();
+    let max = values.iter().copied().fold(1.0, f64::max) * 1.15;
+    bars(
+        "Customers per segment",
+        "customers",
+        names,
+        &values,
+        &labels,
+        max,
+        None,
+    )
+}
+
+/// Horizontal bars, one per segment in its colour, top to bottom in segment order, each
+/// with a label at its end; `mark` draws a dashed vertical reference line.
+pub(crate) fn bars(
+    title: &str,
+    x_desc: &str,
+    names: &[String],
+    values: &[f64],
+    labels: &[String],
+    max: f64,
+    mark: Option<f64>,
+) -> Result<String, String> {
     let n = names.len();
     svg((720, (90 + 40 * n as u32).min(900)), |root| {
-        let max = sizes.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.15;
         let mut chart = ChartBuilder::on(root)
-            .caption("Customers per segment", ("sans-serif", 17))
+            .caption(title, ("sans-serif", 17))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(190)
-            .build_cartesian_2d(0.0..max, slots(n).into_segmented())?;
+            .build_cartesian_2d(0.0..max.max(1e-12), slots(n).into_segmented())?;
         chart
             .configure_mesh()
             .label_style(("sans-serif", 13))
             .disable_y_mesh()
             .light_line_style(WHITE.mix(0.0))
-            .x_desc("customers")
+            .x_desc(x_desc)
             .y_labels(n)
             .y_label_formatter(&|v| match v {
                 // Rows run bottom-up; the first segment goes on top, as in the table.
@@ -279,41 +303,212 @@ pub(crate) fn sizes(names: &[String], sizes: &[usize]) -> Result<String, String>
                 _ => String::new(),
             })
             .draw()?;
-        for (segment, &s) in sizes.iter().enumerate() {
+        for (segment, &v) in values.iter().enumerate() {
             let i = n.saturating_sub(segment + 1) as i32;
             let mut bar = Rectangle::new(
                 [
                     (0.0, SegmentValue::Exact(i)),
-                    (s as f64, SegmentValue::Exact(i + 1)),
+                    (v, SegmentValue::Exact(i + 1)),
                 ],
                 segment_color(segment).filled(),
             );
             bar.set_margin(6, 6, 0, 0);
             chart.draw_series(std::iter::once(bar))?;
             chart.draw_series(std::iter::once(Text::new(
-                format!(" {s}"),
-                (s as f64, SegmentValue::CenterOf(i)),
+                labels.get(segment).cloned().unwrap_or_default(),
+                (v, SegmentValue::CenterOf(i)),
                 ("sans-serif", 13)
                     .into_font()
                     .color(&BLACK)
                     .pos(Pos::new(HPos::Left, VPos::Center)),
             )))?;
         }
+        if let Some(x) = mark {
+            chart.draw_series(DashedLineSeries::new(
+                [
+                    (x, SegmentValue::Exact(0)),
+                    (x, SegmentValue::Exact(n as i32)),
+                ],
+                6,
+                4,
+                BLACK.mix(0.6).stroke_width(1),
+            ))?;
+        }
         Ok(())
     })
+}
+
+/// The top of a dendrogram: the last `leaves − 1` merges drawn as joins at their heights
+/// (leaves are the clusters alive below them, labelled with their sizes), with the cut that
+/// gives `chosen` clusters as a dashed line.
+pub(crate) fn dendrogram(
+    tree: &strata_ml::Dendrogram,
+    chosen: usize,
+    leaves: usize,
+) -> Result<String, String> {
+    let n = tree.n;
+    let p = leaves.clamp(2, n.max(2));
+    let first_kept = n.saturating_sub(p); // merges before this are inside leaves
+    let size_of = |id: usize| {
+        if id < n {
+            1
+        } else {
+            tree.merges.get(id - n).map_or(1, |m| m.size)
+        }
+    };
+    // Lay out leaves left to right by walking from the root, left child first.
+    let mut xs: Vec<(usize, f64, f64)> = Vec::new(); // (cluster id, x, y)
+    let mut leaf_labels: Vec<(f64, usize)> = Vec::new();
+    let mut joins: Vec<[(f64, f64); 4]> = Vec::new();
+    if n >= 2 && tree.merges.len() == n - 1 {
+        let root = 2 * n - 2;
+        // Iterative post-order: (id, children done?).
+        let mut stack = vec![(root, false)];
+        let mut pos: std::collections::HashMap<usize, (f64, f64)> = Default::default();
+        let mut next_x = 0.0;
+        while let Some((id, done)) = stack.pop() {
+            let is_leaf = id < n + first_kept;
+            if is_leaf {
+                pos.insert(id, (next_x, 0.0));
+                leaf_labels.push((next_x, size_of(id)));
+                next_x += 1.0;
+                continue;
+            }
+            let m = tree.merges[id - n];
+            if !done {
+                stack.push((id, true));
+                stack.push((m.b, false));
+                stack.push((m.a, false));
+            } else {
+                let (a, b) = (pos[&m.a], pos[&m.b]);
+                let x = (a.0 + b.0) / 2.0;
+                pos.insert(id, (x, m.height));
+                joins.push([(a.0, a.1), (a.0, m.height), (b.0, m.height), (b.0, b.1)]);
+                xs.push((id, x, m.height));
+            }
+        }
+    }
+    let top = tree.merges.last().map_or(1.0, |m| m.height).max(1e-12) * 1.05;
+    let cut = (chosen >= 2 && chosen <= n).then(|| {
+        // Between the merge that would leave chosen − 1 clusters and the one before it.
+        let upper = tree.merges[n - chosen].height;
+        let lower = if n - chosen >= 1 {
+            tree.merges[n - chosen - 1].height
+        } else {
+            0.0
+        };
+        (upper + lower) / 2.0
+    });
+    let width = leaf_labels.len().max(1) as f64;
+    svg((760, 380), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                format!(
+                    "Dendrogram ({:?} linkage): the last {} merges",
+                    tree.linkage,
+                    leaf_labels.len().saturating_sub(1)
+                ),
+                ("sans-serif", 17),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(-0.5..width - 0.5, 0.0..top)?;
+        chart
+            .configure_mesh()
+            .label_style(("sans-serif", 12))
+            .disable_x_mesh()
+            .x_labels(0)
+            .x_desc("clusters below the shown merges (customers in each)")
+            .y_desc("merge height")
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        for j in &joins {
+            chart.draw_series(LineSeries::new(j.to_vec(), PALETTE[0].stroke_width(2)))?;
+        }
+        chart.draw_series(leaf_labels.iter().map(|&(x, size)| {
+            Text::new(
+                size.to_string(),
+                (x, 0.0),
+                ("sans-serif", 11)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Top)),
+            )
+        }))?;
+        if let Some(h) = cut {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(-0.5, h), (width - 0.5, h)],
+                    6,
+                    4,
+                    PALETTE[3].stroke_width(2),
+                ))?
+                .label(format!("cut into k = {chosen}"))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], PALETTE[3]));
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font(("sans-serif", 13))
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK.mix(0.3))
+                .draw()?;
+        }
+        Ok(())
+    })
+}
+
+/// DBSCAN's sorted k-distance curve with the eps used.
+pub(crate) fn k_distance(curve: &strata_ml::KDistance, eps: f64) -> Result<String, String> {
+    // At most ~600 points: the curve is smooth, and the SVG stays small.
+    let step = curve.distances.len().div_ceil(600).max(1);
+    let points: Vec<(f64, f64)> = curve
+        .distances
+        .iter()
+        .enumerate()
+        .step_by(step)
+        .map(|(i, &d)| (i as f64, d))
+        .collect();
+    let title = format!("k-distance curve (k = {}): eps = {eps:.3}", curve.k);
+    lines_with_level(
+        &title,
+        ("customers, by distance to their k-th neighbour", "distance"),
+        &[("k-th neighbour distance", points)],
+        Some(("eps", eps)),
+    )
 }
 
 /// Lines of (x, y) points, each named in a legend, optionally with the y = x diagonal.
 pub(crate) fn lines(
     title: &str,
+    axes: (&str, &str),
+    series: &[(&str, Vec<(f64, f64)>)],
+    diagonal: bool,
+) -> Result<String, String> {
+    draw_lines(title, axes, series, diagonal, None)
+}
+
+/// Lines with a named horizontal reference level.
+pub(crate) fn lines_with_level(
+    title: &str,
+    axes: (&str, &str),
+    series: &[(&str, Vec<(f64, f64)>)],
+    level: Option<(&str, f64)>,
+) -> Result<String, String> {
+    draw_lines(title, axes, series, false, level)
+}
+
+fn draw_lines(
+    title: &str,
     (x_desc, y_desc): (&str, &str),
     series: &[(&str, Vec<(f64, f64)>)],
     diagonal: bool,
+    level: Option<(&str, f64)>,
 ) -> Result<String, String> {
     svg((560, 360), |root| {
         let all = || series.iter().flat_map(|s| s.1.iter());
         let (mut xlo, mut xhi) = range_with_margin(all().map(|p| p.0));
-        let (mut ylo, mut yhi) = range_with_margin(all().map(|p| p.1));
+        let (mut ylo, mut yhi) = range_with_margin(all().map(|p| p.1).chain(level.map(|l| l.1)));
         if diagonal {
             (xlo, xhi) = (xlo.min(0.0), xhi.max(1.0));
             (ylo, yhi) = (ylo.min(0.0), yhi.max(1.0));
@@ -339,6 +534,17 @@ pub(crate) fn lines(
                 ))?
                 .label("perfect")
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.35)));
+        }
+        if let Some((name, y)) = level {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(xlo, y), (xhi, y)],
+                    6,
+                    4,
+                    PALETTE[3].stroke_width(2),
+                ))?
+                .label(format!("{name} = {y:.3}"))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], PALETTE[3]));
         }
         for (i, (name, points)) in series.iter().enumerate() {
             let color = segment_color(i);

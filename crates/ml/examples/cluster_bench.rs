@@ -189,7 +189,14 @@ fn main() {
         "kmeans-full" => {
             let data = read_npy(arg(2));
             let (k, n_init): (usize, usize) = (arg(3).parse().unwrap(), arg(4).parse().unwrap());
-            let params = KMeansParams::new(k).n_init(n_init).seed(0).check().unwrap();
+            let mut params = KMeansParams::new(k).n_init(n_init).seed(0);
+            // Optional fifth argument: the iterations' algorithm (default: the library's).
+            match std::env::args().nth(5).as_deref() {
+                Some("lloyd") => params = params.algorithm(KMeansAlgorithm::Lloyd),
+                Some("hamerly") => params = params.algorithm(KMeansAlgorithm::Hamerly),
+                _ => {}
+            }
+            let params = params.check().unwrap();
             let (s, model) = timed(1, || params.fit(&data).unwrap());
             println!(
                 "{{\"seconds\": {s}, \"inertia\": {}, \"iterations\": {}}}",

@@ -1,5 +1,6 @@
 //! k-means: greedy k-means++ (or random) initialisation, restarts, and Lloyd iterations —
-//! computed directly or, by default, with Hamerly's distance bounds (the same iterations).
+//! computed directly, or with Hamerly's distance bounds (the same iterations; by default from
+//! 17 features on, where they pay).
 //!
 //! Our own kernel rather than linfa's: linfa 0.8 updates centroids row by row on one thread,
 //! and this loop is 2.1× faster for the same iterations and inertia (`benches/kmeans.rs`,
@@ -32,11 +33,18 @@ pub enum KMeansAlgorithm {
     Lloyd,
     /// Hamerly's bounds: per row an upper bound on the distance to its centre and a lower
     /// bound on the distance to any other; a row whose bounds prove it cannot move is not
-    /// looked at, and centre sums are updated only for the rows that move. The default:
-    /// same answer, 1.8–3.7× fewer seconds per iteration than Lloyd at 1M rows.
-    #[default]
+    /// looked at, and centre sums are updated only for the rows that move.
     Hamerly,
+    /// The default: Lloyd up to [`HAMERLY_FROM_DIMS`] − 1 features, Hamerly from there. At
+    /// 1M rows, k = 8 on 2 cores (`cluster_bench kmeans`): d = 8 Lloyd 8 ms vs Hamerly
+    /// 13 ms per iteration, d = 16 a tie, d = 32 Lloyd 22 ms vs Hamerly 17 ms — the bounds
+    /// cost a fixed amount per row, the distances they save grow with d.
+    #[default]
+    Auto,
 }
+
+/// Features from which [`KMeansAlgorithm::Auto`] uses Hamerly's bounds.
+pub const HAMERLY_FROM_DIMS: usize = 17;
 
 /// Unchecked k-means parameters; call [`KMeansParams::check`] before fitting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +71,7 @@ impl KMeansParams {
             tol: 1e-4,
             seed: 0,
             init: KMeansInit::KMeansPlusPlus,
-            algorithm: KMeansAlgorithm::Hamerly,
+            algorithm: KMeansAlgorithm::Auto,
         }
     }
 
@@ -208,7 +216,7 @@ impl Predict for KMeans {
     type Output = Vec<u32>;
 
     fn predict(&self, data: &FeatureMatrix) -> Vec<u32> {
-        assign(data.data(), self.d, &self.centroids, self.k).labels
+        assign(data.data(), self.d, &self.centroids, self.k, false).labels
     }
 }
 
@@ -237,52 +245,55 @@ fn transpose(centroids: &[f64], k: usize, d: usize) -> Vec<f64> {
     ct
 }
 
-/// Squared distances from `row` to every centre (`ct` from [`transpose`]) into `out`
-/// (length: k rounded up to a multiple of [`LANES`]; padding entries are +∞).
+/// Squared distances from `row` to the [`LANES`] centres of one block of `ct` (from
+/// [`transpose`]; padding centres are +∞ away).
 #[inline(always)]
-fn distances_to(row: &[f64], ct: &[f64], out: &mut [f64]) {
-    let d = row.len();
-    for (block, o) in ct.chunks_exact(d * LANES).zip(out.chunks_exact_mut(LANES)) {
-        let mut acc = [0.0f64; LANES];
-        for (&xj, col) in row.iter().zip(block.chunks_exact(LANES)) {
-            for (a, &c) in acc.iter_mut().zip(col) {
-                let t = xj - c;
-                *a += t * t;
-            }
+fn block_distances(row: &[f64], block: &[f64]) -> [f64; LANES] {
+    let mut acc = [0.0f64; LANES];
+    for (&xj, col) in row.iter().zip(block.chunks_exact(LANES)) {
+        for (a, &c) in acc.iter_mut().zip(col) {
+            let t = xj - c;
+            *a += t * t;
         }
-        o.copy_from_slice(&acc);
     }
+    acc
 }
 
-/// The nearest centre (smallest index on ties) and its squared distance.
+/// The nearest centre (smallest index on ties) and its squared distance. The argmin runs on
+/// each block's accumulators while they are still in registers.
 #[inline(always)]
-fn nearest(row: &[f64], ct: &[f64], buf: &mut [f64]) -> (u32, f64) {
-    distances_to(row, ct, buf);
-    let mut best = (0u32, f64::INFINITY);
-    for (c, &dd) in buf.iter().enumerate() {
-        if dd < best.1 {
-            best = (c as u32, dd);
+fn nearest(row: &[f64], ct: &[f64]) -> (u32, f64) {
+    let d = row.len();
+    // Selects, not branches: on overlapping clusters which centre wins is unpredictable,
+    // and mispredicted branches here cost more than the distances themselves.
+    let (mut best, mut best_d) = (0u32, f64::INFINITY);
+    for (b, block) in ct.chunks_exact(d * LANES).enumerate() {
+        for (t, &dd) in block_distances(row, block).iter().enumerate() {
+            let closer = dd < best_d;
+            best = if closer { (b * LANES + t) as u32 } else { best };
+            best_d = if closer { dd } else { best_d };
         }
     }
-    best
+    (best, best_d)
 }
 
 /// Result of one assignment pass.
 struct Assignment {
     labels: Vec<u32>,
     distances: Vec<f64>,
-    sums: Vec<f64>,
-    counts: Vec<u64>,
     inertia: f64,
 }
 
 /// One chunk of the assignment pass. Run through `pulp::Arch::dispatch`, so the loops are
 /// compiled once more with AVX2 and chosen at run time on CPUs that have it (the portable
 /// build targets SSE2 only); no FMA is used, so both versions give identical results.
+/// Without `labels` and `dists` (Lloyd's iterations need only the sums) the pass only reads
+/// the data: writing 12 bytes per row into freshly allocated vectors cost a Lloyd iteration
+/// at 1M × 8 a third of its time, most of it in page faults.
 struct AssignRows<'a> {
     rows: &'a [f64],
-    labels: &'a mut [u32],
-    dists: &'a mut [f64],
+    labels: Option<&'a mut [u32]>,
+    dists: Option<&'a mut [f64]>,
     ct: &'a [f64],
     k: usize,
     d: usize,
@@ -297,16 +308,15 @@ impl pulp::WithSimd for AssignRows<'_> {
         let mut sums = vec![0.0; k * d];
         let mut counts = vec![0u64; k];
         let mut inertia = 0.0;
-        let mut buf = vec![0.0; k.div_ceil(LANES) * LANES];
-        for ((row, label), dist) in self
-            .rows
-            .chunks_exact(d)
-            .zip(self.labels.iter_mut())
-            .zip(self.dists.iter_mut())
-        {
-            let (c, dd) = nearest(row, self.ct, &mut buf);
-            *label = c;
-            *dist = dd;
+        let (mut labels, mut dists) = (self.labels, self.dists);
+        for (i, row) in self.rows.chunks_exact(d).enumerate() {
+            let (c, dd) = nearest(row, self.ct);
+            if let Some(l) = labels.as_deref_mut() {
+                l[i] = c;
+            }
+            if let Some(t) = dists.as_deref_mut() {
+                t[i] = dd;
+            }
             inertia += dd;
             counts[c as usize] += 1;
             for (s, x) in sums[c as usize * d..(c as usize + 1) * d]
@@ -320,28 +330,71 @@ impl pulp::WithSimd for AssignRows<'_> {
     }
 }
 
-/// Assigns every row to its nearest centre and accumulates per-cluster sums.
-fn assign(data: &[f64], d: usize, centroids: &[f64], k: usize) -> Assignment {
+/// Assigns every row to its nearest centre and accumulates per-cluster sums; with
+/// `distances`, also keeps each row's squared distance to its centre (else empty).
+fn assign(data: &[f64], d: usize, centroids: &[f64], k: usize, distances: bool) -> Assignment {
     let n = data.len() / d;
     let mut labels = vec![0u32; n];
-    let mut distances = vec![0.0; n];
+    let mut distances = vec![0.0; if distances { n } else { 0 }];
+    let ct = transpose(centroids, k, d);
+    let arch = pulp::Arch::new();
+    let run = |rows: &[f64], labels: &mut [u32], dists: Option<&mut [f64]>| {
+        arch.dispatch(AssignRows {
+            rows,
+            labels: Some(labels),
+            dists,
+            ct: &ct,
+            k,
+            d,
+        })
+    };
+    let chunks = data
+        .par_chunks(CHUNK_ROWS * d)
+        .zip(labels.par_chunks_mut(CHUNK_ROWS));
+    let partials: Vec<(Vec<f64>, Vec<u64>, f64)> = if distances.is_empty() {
+        chunks
+            .map(|(rows, labels)| run(rows, labels, None))
+            .collect()
+    } else {
+        chunks
+            .zip(distances.par_chunks_mut(CHUNK_ROWS))
+            .map(|((rows, labels), dists)| run(rows, labels, Some(dists)))
+            .collect()
+    };
+    let (_, _, inertia) = reduce_partials(partials, k, d);
+    Assignment {
+        labels,
+        distances,
+        inertia,
+    }
+}
+
+/// One Lloyd step's statistics (sums, counts, inertia) without labelling the rows.
+fn assign_stats(data: &[f64], d: usize, centroids: &[f64], k: usize) -> (Vec<f64>, Vec<u64>, f64) {
     let ct = transpose(centroids, k, d);
     let arch = pulp::Arch::new();
     let partials: Vec<(Vec<f64>, Vec<u64>, f64)> = data
         .par_chunks(CHUNK_ROWS * d)
-        .zip(labels.par_chunks_mut(CHUNK_ROWS))
-        .zip(distances.par_chunks_mut(CHUNK_ROWS))
-        .map(|((rows, labels), dists)| {
+        .map(|rows| {
             arch.dispatch(AssignRows {
                 rows,
-                labels,
-                dists,
+                labels: None,
+                dists: None,
                 ct: &ct,
                 k,
                 d,
             })
         })
         .collect();
+    reduce_partials(partials, k, d)
+}
+
+/// Chunk partials summed in chunk order (the same result on any number of threads).
+fn reduce_partials(
+    partials: Vec<(Vec<f64>, Vec<u64>, f64)>,
+    k: usize,
+    d: usize,
+) -> (Vec<f64>, Vec<u64>, f64) {
     let mut sums = vec![0.0; k * d];
     let mut counts = vec![0u64; k];
     let mut inertia = 0.0;
@@ -350,13 +403,7 @@ fn assign(data: &[f64], d: usize, centroids: &[f64], k: usize) -> Assignment {
         counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
         inertia += i;
     }
-    Assignment {
-        labels,
-        distances,
-        sums,
-        counts,
-        inertia,
-    }
+    (sums, counts, inertia)
 }
 
 /// Sum over rows of `f(row_index, row)`, reduced in a thread-count independent order.
@@ -380,15 +427,33 @@ fn init_plus_plus(data: &[f64], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec
     let trials = 2 + (k as f64).ln().floor() as usize;
     let first = rng.random_range(0..n);
     let mut centroids = row(first).to_vec();
-    let mut closest: Vec<f64> = data.par_chunks(d).map(|r| dist2(r, row(first))).collect();
-    let mut potential = ordered_sum(data, d, |i, _| closest[i]);
+    let mut closest = vec![0.0; n];
+    // D² of every row to its nearest chosen centre, and its sum per chunk of rows (in row
+    // order): one parallel pass per chosen centre. Sampling proportional to D² finds the
+    // chunk from the chunk sums, then the row inside it, so no n-long cumulative array is
+    // built (sequentially) at every step.
+    let update = |closest: &mut [f64], centre: &[f64], first: bool| -> Vec<f64> {
+        closest
+            .par_chunks_mut(CHUNK_ROWS)
+            .zip(data.par_chunks(CHUNK_ROWS * d))
+            .map(|(close, rows)| {
+                let mut sum = 0.0;
+                for (c, r) in close.iter_mut().zip(rows.chunks_exact(d)) {
+                    let t = dist2(r, centre);
+                    *c = if first { t } else { c.min(t) };
+                    sum += *c;
+                }
+                sum
+            })
+            .collect()
+    };
+    let mut chunk_sums = update(&mut closest, row(first), true);
     for _ in 1..k {
-        // Cumulative weights for inverse-CDF sampling proportional to D².
-        let mut cumulative = Vec::with_capacity(n);
-        let mut acc = 0.0;
-        for &c in &closest {
-            acc += c;
-            cumulative.push(acc);
+        let mut prefix = Vec::with_capacity(chunk_sums.len());
+        let mut total = 0.0;
+        for &s in &chunk_sums {
+            total += s;
+            prefix.push(total);
         }
         // Draw every trial's candidate first (the same random stream as drawing them one by
         // one), then score all of them in one pass: per chunk of rows, each candidate's
@@ -396,9 +461,9 @@ fn init_plus_plus(data: &[f64], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec
         // them one at a time, in a quarter of the passes over the data.
         let candidates: Vec<usize> = (0..trials)
             .map(|_| {
-                if potential > 0.0 {
-                    let target = rng.random::<f64>() * acc;
-                    cumulative.partition_point(|&c| c <= target).min(n - 1)
+                if total > 0.0 {
+                    let target = rng.random::<f64>() * total;
+                    sample_row(&closest, &prefix, target)
                 } else {
                     rng.random_range(0..n)
                 }
@@ -430,18 +495,32 @@ fn init_plus_plus(data: &[f64], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec
             }
         }
         let centre = row(candidates[best]);
-        closest
-            .par_chunks_mut(CHUNK_ROWS)
-            .zip(data.par_chunks(CHUNK_ROWS * d))
-            .for_each(|(close, rows)| {
-                for (c, r) in close.iter_mut().zip(rows.chunks_exact(d)) {
-                    *c = c.min(dist2(r, centre));
-                }
-            });
+        chunk_sums = update(&mut closest, centre, false);
         centroids.extend_from_slice(centre);
-        potential = potentials[best];
     }
     centroids
+}
+
+/// The row where the running sum of `weights` first exceeds `target` (inverse-CDF
+/// sampling), found through the chunks' running totals `prefix`.
+fn sample_row(weights: &[f64], prefix: &[f64], target: f64) -> usize {
+    let n = weights.len();
+    let chunk = prefix
+        .partition_point(|&c| c <= target)
+        .min(prefix.len() - 1);
+    let start = chunk * CHUNK_ROWS;
+    let mut acc = if chunk == 0 { 0.0 } else { prefix[chunk - 1] };
+    let rows = &weights[start..(start + CHUNK_ROWS).min(n)];
+    for (i, &w) in rows.iter().enumerate() {
+        acc += w;
+        if acc > target {
+            return start + i;
+        }
+    }
+    // Rounding left the target past the chunk's last row: the last row with weight.
+    rows.iter()
+        .rposition(|&w| w > 0.0)
+        .map_or(n - 1, |i| start + i)
 }
 
 fn init_random(data: &[f64], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
@@ -536,7 +615,6 @@ impl KMeansValidParams {
                         d,
                         rows: chunk,
                         ct: &ct,
-                        k,
                     })
                 })
                 .collect();
@@ -552,7 +630,7 @@ impl KMeansValidParams {
                 }
             }
         }
-        let last = assign(x, d, &centroids, k);
+        let last = assign(x, d, &centroids, k, false);
         Ok(KMeans {
             k,
             d,
@@ -597,8 +675,13 @@ impl KMeansValidParams {
             return Err(KMeansError::TooFewRows { k, n });
         }
         let x = data.data();
-        let (centroids, n_iter, labels) = match p.algorithm {
-            KMeansAlgorithm::Lloyd => {
+        let algorithm = match p.algorithm {
+            KMeansAlgorithm::Auto if d >= HAMERLY_FROM_DIMS => KMeansAlgorithm::Hamerly,
+            KMeansAlgorithm::Auto => KMeansAlgorithm::Lloyd,
+            chosen => chosen,
+        };
+        let (centroids, n_iter, labels) = match algorithm {
+            KMeansAlgorithm::Auto | KMeansAlgorithm::Lloyd => {
                 let (c, it) = lloyd(x, d, k, init, p.max_iter, tol);
                 (c, it, None)
             }
@@ -615,7 +698,7 @@ impl KMeansValidParams {
                 (labels, inertia)
             }
             None => {
-                let last = assign(x, d, &centroids, k);
+                let last = assign(x, d, &centroids, k, false);
                 (last.labels, last.inertia)
             }
         };
@@ -670,24 +753,24 @@ fn lloyd(
     let mut n_iter = 0;
     for _ in 0..max_iter {
         n_iter += 1;
-        let step = assign(x, d, &centroids, k);
-        let mut next = step.sums;
+        let (mut next, counts, _) = assign_stats(x, d, &centroids, k);
+        // Distances are needed only when a cluster empties (rare): one more pass then.
+        let distances = counts
+            .contains(&0)
+            .then(|| assign(x, d, &centroids, k, true).distances);
         let mut taken: Vec<usize> = Vec::new();
         for c in 0..k {
-            if step.counts[c] == 0 {
+            if counts[c] == 0 {
+                let distances = distances.as_deref().unwrap_or_default();
                 // An empty cluster restarts at the worst-served row not already taken.
                 let far = (0..n)
                     .filter(|i| !taken.contains(i))
-                    .max_by(|&a, &b| {
-                        step.distances[a]
-                            .total_cmp(&step.distances[b])
-                            .then(b.cmp(&a))
-                    })
+                    .max_by(|&a, &b| distances[a].total_cmp(&distances[b]).then(b.cmp(&a)))
                     .unwrap_or(0);
                 taken.push(far);
                 next[c * d..(c + 1) * d].copy_from_slice(&x[far * d..(far + 1) * d]);
             } else {
-                let inv = 1.0 / step.counts[c] as f64;
+                let inv = 1.0 / counts[c] as f64;
                 next[c * d..(c + 1) * d].iter_mut().for_each(|v| *v *= inv);
             }
         }
@@ -701,18 +784,24 @@ fn lloyd(
 }
 
 /// The two nearest centres of `row`: (index, distance) of the nearest and the distance of
-/// the second (Euclidean, not squared).
+/// the second (Euclidean, not squared). Like [`nearest`], on the accumulators in registers
+/// and with selects instead of branches.
 #[inline(always)]
-fn two_nearest(row: &[f64], ct: &[f64], buf: &mut [f64]) -> (u32, f64, f64) {
-    distances_to(row, ct, buf);
+fn two_nearest(row: &[f64], ct: &[f64]) -> (u32, f64, f64) {
+    let d = row.len();
     let (mut best, mut b1, mut b2) = (0u32, f64::INFINITY, f64::INFINITY);
-    for (c, &dd) in buf.iter().enumerate() {
-        if dd < b1 {
-            b2 = b1;
-            b1 = dd;
-            best = c as u32;
-        } else if dd < b2 {
-            b2 = dd;
+    for (b, block) in ct.chunks_exact(d * LANES).enumerate() {
+        for (t, &dd) in block_distances(row, block).iter().enumerate() {
+            let (first, second) = (dd < b1, dd < b2);
+            b2 = if first {
+                b1
+            } else if second {
+                dd
+            } else {
+                b2
+            };
+            best = if first { (b * LANES + t) as u32 } else { best };
+            b1 = if first { dd } else { b1 };
         }
     }
     (best, b1.sqrt(), b2.sqrt())
@@ -724,7 +813,6 @@ struct NearestOf<'a> {
     d: usize,
     rows: &'a [usize],
     ct: &'a [f64],
-    k: usize,
 }
 
 impl pulp::WithSimd for NearestOf<'_> {
@@ -733,10 +821,9 @@ impl pulp::WithSimd for NearestOf<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
         let d = self.d;
-        let mut buf = vec![0.0; self.k.div_ceil(LANES) * LANES];
         self.rows
             .iter()
-            .map(|&i| nearest(&self.x[i * d..(i + 1) * d], self.ct, &mut buf).0)
+            .map(|&i| nearest(&self.x[i * d..(i + 1) * d], self.ct).0)
             .collect()
     }
 }
@@ -759,7 +846,6 @@ impl pulp::WithSimd for HamerlyFirst<'_> {
     fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
         let (k, d) = (self.k, self.d);
         let (mut sums, mut counts) = (vec![0.0; k * d], vec![0i64; k]);
-        let mut buf = vec![0.0; k.div_ceil(LANES) * LANES];
         for (((row, l), u), w) in self
             .rows
             .chunks_exact(d)
@@ -767,7 +853,7 @@ impl pulp::WithSimd for HamerlyFirst<'_> {
             .zip(self.upper.iter_mut())
             .zip(self.lower.iter_mut())
         {
-            let (c, d1, d2) = two_nearest(row, self.ct, &mut buf);
+            let (c, d1, d2) = two_nearest(row, self.ct);
             (*l, *u, *w) = (c, d1, d2);
             counts[c as usize] += 1;
             for (s, v) in sums[c as usize * d..(c as usize + 1) * d]
@@ -806,7 +892,6 @@ impl pulp::WithSimd for HamerlyPass<'_> {
         let (k, d) = (self.k, self.d);
         let (m1_idx, m1, m2) = self.lower_drop;
         let mut delta: Option<(Vec<f64>, Vec<i64>)> = None;
-        let mut buf = vec![0.0; k.div_ceil(LANES) * LANES];
         for (((row, l), u), w) in self
             .rows
             .chunks_exact(d)
@@ -825,7 +910,7 @@ impl pulp::WithSimd for HamerlyPass<'_> {
             if *u <= bound {
                 continue;
             }
-            let (c, d1, d2) = two_nearest(row, self.ct, &mut buf);
+            let (c, d1, d2) = two_nearest(row, self.ct);
             (*u, *w) = (d1, d2);
             if c as usize != a {
                 let (s, n) = delta.get_or_insert_with(|| (vec![0.0; k * d], vec![0; k]));
@@ -1072,8 +1157,16 @@ mod tests {
             for (a, b) in model.centroids().iter().zip(&means) {
                 proptest::prop_assert!((a - b).abs() < 1e-9);
             }
-            let step = assign(m.data(), 2, &init, k);
+            let step = assign(m.data(), 2, &init, k, false);
             proptest::prop_assert_eq!(step.labels, labels);
+            // The label-free pass of the iterations gives the same sums.
+            let (sums, counts, _) = assign_stats(m.data(), 2, &init, k);
+            for (c, &count) in counts.iter().enumerate() {
+                for j in 0..2 {
+                    let mean = sums[c * 2 + j] / count as f64;
+                    proptest::prop_assert!((mean - means[c * 2 + j]).abs() < 1e-9);
+                }
+            }
         }
     }
 }

@@ -33,7 +33,8 @@ pub use gmm::{Covariance, Gmm, GmmError, GmmParams};
 pub use hierarchical::{Dendrogram, HierarchicalError, Linkage, MAX_MATRIX_ROWS, Merge};
 pub use kdtree::KdTree;
 pub use kmeans::{
-    KMeans, KMeansAlgorithm, KMeansError, KMeansInit, KMeansParams, KMeansValidParams,
+    HAMERLY_FROM_DIMS, KMeans, KMeansAlgorithm, KMeansError, KMeansInit, KMeansParams,
+    KMeansValidParams,
 };
 pub use kprototypes::{KPrototypes, KPrototypesError, KPrototypesParams};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};

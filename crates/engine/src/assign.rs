@@ -33,11 +33,25 @@ fn invalid(path: &Path, message: impl Into<String>) -> EngineError {
 struct Table {
     ids: Vec<String>,
     values: Vec<f64>,
+    /// Row-major values of the model's categorical features (k-prototypes only).
+    categories: Vec<String>,
     quarantined: Vec<Quarantined>,
 }
 
+/// A categorical cell as the model saw it in training: trimmed, empty → "(missing)".
+fn category(v: Option<&str>) -> String {
+    match v.map(str::trim) {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ => crate::segment::MISSING_CATEGORY.to_string(),
+    }
+}
+
 /// Reads `customer_id` + `features` from a CSV file; unreadable rows are quarantined.
-fn read_csv(path: &Path, features: &[String]) -> Result<Table, EngineError> {
+fn read_csv(
+    path: &Path,
+    features: &[String],
+    categorical: &[String],
+) -> Result<Table, EngineError> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(path)
@@ -65,8 +79,13 @@ fn read_csv(path: &Path, features: &[String]) -> Result<Table, EngineError> {
         .iter()
         .map(|f| column(f))
         .collect::<Result<Vec<_>, _>>()?;
+    let cat_cols = categorical
+        .iter()
+        .map(|f| column(f))
+        .collect::<Result<Vec<_>, _>>()?;
     let file = path.display().to_string();
     let (mut ids, mut values, mut quarantined) = (Vec::new(), Vec::new(), Vec::new());
+    let mut categories = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i as u64 + 2;
         let at = |field: Option<&str>| Location {
@@ -123,25 +142,32 @@ fn read_csv(path: &Path, features: &[String]) -> Result<Table, EngineError> {
             None => {
                 ids.push(id.to_string());
                 values.extend(row);
+                categories.extend(cat_cols.iter().map(|&c| category(record.get(c))));
             }
         }
     }
     Ok(Table {
         ids,
         values,
+        categories,
         quarantined,
     })
 }
 
 /// Reads `customer_id` + `features` from a Parquet file; rows with a null or non-finite
 /// feature are quarantined (line = row number, counting from 1).
-fn read_parquet(path: &Path, features: &[String]) -> Result<Table, EngineError> {
+fn read_parquet(
+    path: &Path,
+    features: &[String],
+    categorical: &[String],
+) -> Result<Table, EngineError> {
     let file = std::fs::File::open(path).map_err(|e| invalid(path, e.to_string()))?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(|e| invalid(path, format!("not a readable Parquet file: {e}")))?;
     let shown = path.display().to_string();
     let (mut ids, mut values, mut quarantined) = (Vec::new(), Vec::new(), Vec::new());
+    let mut categories = Vec::new();
     let mut row_number = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| invalid(path, e.to_string()))?;
@@ -171,6 +197,20 @@ fn read_parquet(path: &Path, features: &[String]) -> Result<Table, EngineError> 
             .iter()
             .map(|c| c.as_primitive::<Float64Type>())
             .collect();
+        let cat_cols = categorical
+            .iter()
+            .map(|f| {
+                let c = batch.column_by_name(f).ok_or_else(|| {
+                    invalid(
+                        path,
+                        format!("no `{f}` column (a categorical feature of the model)"),
+                    )
+                })?;
+                arrow::compute::cast(c, &DataType::Utf8)
+                    .map_err(|e| invalid(path, format!("column `{f}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cat_cols: Vec<_> = cat_cols.iter().map(|c| c.as_string::<i32>()).collect();
         for i in 0..batch.num_rows() {
             row_number += 1;
             let at = |field: &str| Location {
@@ -200,11 +240,17 @@ fn read_parquet(path: &Path, features: &[String]) -> Result<Table, EngineError> 
             }
             ids.push(id_col.value(i).to_string());
             values.extend(cols.iter().map(|c| c.value(i)));
+            categories.extend(
+                cat_cols
+                    .iter()
+                    .map(|c| category((!c.is_null(i)).then(|| c.value(i)))),
+            );
         }
     }
     Ok(Table {
         ids,
         values,
+        categories,
         quarantined,
     })
 }
@@ -220,14 +266,16 @@ pub fn assign(model_path: &Path, input: &Path, out: &Path) -> Result<AssignSumma
     let parquet = input
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    let categorical = model.assigner.categorical().to_vec();
     let Table {
         ids,
         values,
+        categories,
         quarantined,
     } = if parquet {
-        read_parquet(input, &model.features)?
+        read_parquet(input, &model.features, &categorical)?
     } else {
-        read_csv(input, &model.features)?
+        read_csv(input, &model.features, &categorical)?
     };
     if ids.is_empty() {
         return Err(invalid(
@@ -244,7 +292,7 @@ pub fn assign(model_path: &Path, input: &Path, out: &Path) -> Result<AssignSumma
     }
     let matrix = FeatureMatrix::new(ids, model.features.clone(), values)?;
     let assignment = model
-        .assign_with_memberships(&matrix)
+        .assign_mixed(&matrix, &categories)
         .map_err(|e| EngineError::Model(e.to_string()))?;
     let k = model.k;
     let mut text = String::from("customer_id,segment_id,segment");

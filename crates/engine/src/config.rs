@@ -101,6 +101,10 @@ pub struct FeaturesConfig {
     pub segment_on: Vec<String>,
     #[serde(default)]
     pub scaling: Scaling,
+    /// Categorical fields of the customers table clustered with the numeric features (by
+    /// `algorithm = "kprototypes"`).
+    #[serde(default)]
+    pub categorical: Vec<String>,
 }
 
 /// How features are scaled before clustering.
@@ -137,6 +141,7 @@ impl Default for FeaturesConfig {
         Self {
             segment_on: default_segment_on(),
             scaling: Scaling::Auto,
+            categorical: Vec::new(),
         }
     }
 }
@@ -163,6 +168,9 @@ pub enum Algorithm {
     Dbscan,
     /// Fuzzy c-means; k from the k-means selection; membership degrees.
     Fuzzy,
+    /// k-prototypes on the numeric features and `[features] categorical`; k at the knee of
+    /// the cost curve.
+    Kprototypes,
 }
 
 impl Algorithm {
@@ -176,6 +184,7 @@ impl Algorithm {
             Self::Single => "single",
             Self::Dbscan => "dbscan",
             Self::Fuzzy => "fuzzy",
+            Self::Kprototypes => "kprototypes",
         }
     }
 
@@ -409,6 +418,24 @@ impl Config {
         if s.split_k_max < 2 {
             return Err(invalid(
                 "[segmentation] split_k_max must be at least 2".into(),
+            ));
+        }
+        let categorical = !self.features.categorical.is_empty();
+        if categorical != (s.algorithm == Algorithm::Kprototypes) {
+            return Err(invalid(if categorical {
+                format!(
+                    "[features] categorical is clustered only by algorithm = \"kprototypes\", not \"{}\"",
+                    s.algorithm.name()
+                )
+            } else {
+                "algorithm = \"kprototypes\" needs [features] categorical = [\"<customers field>\", …]"
+                    .into()
+            }));
+        }
+        if categorical && self.sources.customers.is_none() {
+            return Err(invalid(
+                "[features] categorical fields come from the customers table: add [sources.customers]"
+                    .into(),
             ));
         }
         if s.algorithm != Algorithm::Dbscan && (s.eps.is_some() || s.min_samples.is_some()) {

@@ -26,6 +26,8 @@ pub(crate) struct Outputs<'a> {
     pub model: &'a SegmentationModel,
     pub fitted: &'a Fitted,
     pub stability: Option<&'a Stability>,
+    /// `[features] categorical` values, written beside the features in assignments.
+    pub categories: Option<&'a crate::segment::Categories>,
     pub time_split: Option<&'a TimeSplit>,
     pub sub_segments: Option<&'a SubSegments>,
     pub quarantined: &'a [(EntityKind, &'a Quarantined)],
@@ -86,6 +88,16 @@ fn assignments(o: &Outputs<'_>) -> Result<RecordBatch, EngineError> {
             columns.push(ids.clone());
             fields.push(Arc::new(Field::new("segment", DataType::Utf8, false)));
             columns.push(segment.clone());
+        }
+    }
+    if let Some(c) = o.categories {
+        let values = c.values(&o.rfm_ids());
+        let m = c.names.len();
+        for (j, name) in c.names.iter().enumerate() {
+            fields.push(Arc::new(Field::new(name, DataType::Utf8, false)));
+            columns.push(Arc::new(StringArray::from_iter_values(
+                values.iter().skip(j).step_by(m.max(1)),
+            )));
         }
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)

@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::output::{self, Outputs};
-use crate::segment::{self, Fitted};
+use crate::segment::{self, Categories, Fitted, MISSING_CATEGORY};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 use std::collections::HashMap;
@@ -360,7 +360,15 @@ fn run_stages(
         clustered,
     } = space(config, &raw)?;
 
-    let mut fitted = segment::fit(seg, &clustered, config.run.seed, None, progress)?;
+    let categories = categories(config, &loaded)?;
+    let mut fitted = segment::fit(
+        seg,
+        &clustered,
+        categories.as_ref(),
+        config.run.seed,
+        None,
+        progress,
+    )?;
     if !dropped.is_empty() {
         fitted.reason.push_str(&format!(
             "; constant features left out: {}",
@@ -381,6 +389,9 @@ fn run_stages(
     let mut profiles = profile_segments(&raw, &scaled, &labels, k);
     if let Some(noise) = fitted.noise_segment {
         profiles[noise].name = "Noise (no dense cluster)".into();
+    }
+    if let Some(c) = &categories {
+        describe_categories(c, raw.ids(), &labels, &mut profiles);
     }
     if let Some(u) = &fitted.memberships {
         for (p, m) in profiles.iter_mut().zip(membership_summaries(u, &labels, k)) {
@@ -417,6 +428,7 @@ fn run_stages(
         Some(segment::stability(
             seg,
             &clustered,
+            categories.as_ref(),
             &fitted,
             config.run.seed,
             progress,
@@ -426,7 +438,15 @@ fn run_stages(
     };
     let time_split = match seg.time_split_days {
         Some(days) => Some(time_split(
-            config, &engine, &raw, &model, &fitted, as_of, days, progress,
+            config,
+            &engine,
+            &raw,
+            categories.as_ref(),
+            &model,
+            &fitted,
+            as_of,
+            days,
+            progress,
         )?),
         None => None,
     };
@@ -466,6 +486,7 @@ fn run_stages(
         model: &model,
         fitted: &fitted,
         stability: stability.as_ref(),
+        categories: categories.as_ref(),
         time_split: time_split.as_ref(),
         sub_segments: sub_segments.as_ref(),
         quarantined: &quarantined,
@@ -597,6 +618,7 @@ fn time_split(
     config: &Config,
     engine: &FeatureEngine,
     raw: &FeatureMatrix,
+    categories: Option<&Categories>,
     model: &SegmentationModel,
     fitted: &Fitted,
     as_of: i64,
@@ -649,6 +671,7 @@ fn time_split(
     let early = segment::fit(
         seg,
         &clustered,
+        categories,
         config.run.seed,
         Some((clusters, eps.unwrap_or(1.0))),
         &NoProgress,
@@ -661,13 +684,9 @@ fn time_split(
         vec![String::new(); early.k],
         config.run.seed,
     );
-    let again = early_model
-        .assign(raw)
-        .map_err(|e| EngineError::Model(e.to_string()))?;
+    let again = assign_all(&early_model, raw, categories)?;
     out.ari = Some(adjusted_rand_index(&fitted.labels, &again));
-    let then = model
-        .assign(&early_raw)
-        .map_err(|e| EngineError::Model(e.to_string()))?;
+    let then = assign_all(model, &early_raw, categories)?;
     let position: HashMap<&str, usize> = raw
         .ids()
         .iter()
@@ -685,6 +704,129 @@ fn time_split(
     out.moved_share = (common > 0).then(|| moved as f64 / common as f64);
     progress.finish();
     Ok(out)
+}
+
+/// Segments of `raw`'s customers under `model` (with their categorical values, if any).
+fn assign_all(
+    model: &SegmentationModel,
+    raw: &FeatureMatrix,
+    categories: Option<&Categories>,
+) -> Result<Vec<u32>, EngineError> {
+    let values = categories.map(|c| c.values(raw.ids())).unwrap_or_default();
+    model
+        .assign_mixed(raw, &values)
+        .map(|a| a.labels)
+        .map_err(|e| EngineError::Model(e.to_string()))
+}
+
+/// `[features] categorical`: each customer's values from the customers table, and every
+/// feature's sorted vocabulary ("(missing)" for customers without a value or a row).
+fn categories(
+    config: &Config,
+    loaded: &[PreparedSource],
+) -> Result<Option<Categories>, EngineError> {
+    let names = &config.features.categorical;
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let customers = loaded
+        .iter()
+        .find(|p| p.kind == EntityKind::Customers)
+        .ok_or_else(|| {
+            EngineError::Model("no customers table for [features] categorical".into())
+        })?;
+    let batch = &customers.batch;
+    let ids = customer_ids(batch).ok_or_else(|| EngineError::Input {
+        path: customers.path.clone(),
+        message: "the customers table has no customer_id".into(),
+    })?;
+    let columns = names
+        .iter()
+        .map(|name| {
+            let column = batch.column_by_name(name).ok_or_else(|| EngineError::Input {
+                path: customers.path.clone(),
+                message: format!(
+                    "[features] categorical names `{name}`, which the customers table does not have; its fields: {}",
+                    batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+            arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| EngineError::Model(format!("categorical `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let columns: Vec<_> = columns.iter().map(|c| c.as_string::<i32>()).collect();
+    let mut by_customer = HashMap::with_capacity(ids.len());
+    for (i, id) in ids.into_iter().enumerate() {
+        let values = columns
+            .iter()
+            .map(|c| {
+                if c.is_null(i) || c.value(i).trim().is_empty() {
+                    MISSING_CATEGORY.to_string()
+                } else {
+                    c.value(i).trim().to_string()
+                }
+            })
+            .collect();
+        by_customer.insert(id, values);
+    }
+    let vocabulary = (0..names.len())
+        .map(|j| {
+            let mut v: Vec<String> = by_customer
+                .values()
+                .map(|r: &Vec<String>| r[j].clone())
+                .collect();
+            v.push(MISSING_CATEGORY.to_string());
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect();
+    Ok(Some(Categories {
+        names: names.clone(),
+        vocabulary,
+        by_customer,
+    }))
+}
+
+/// Adds each categorical feature's most common value in a segment to what sets it apart.
+fn describe_categories(
+    c: &Categories,
+    ids: &[String],
+    labels: &[u32],
+    profiles: &mut [SegmentProfile],
+) {
+    let m = c.names.len();
+    let values = c.values(ids);
+    for p in profiles.iter_mut() {
+        for (j, name) in c.names.iter().enumerate() {
+            let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+            for (i, &l) in labels.iter().enumerate() {
+                if l as usize == p.id {
+                    *counts.entry(values[i * m + j].as_str()).or_default() += 1;
+                }
+            }
+            let total: usize = counts.values().sum();
+            if let Some((value, n)) =
+                counts
+                    .iter()
+                    .fold(None, |b: Option<(&&str, &usize)>, x| match b {
+                        Some(bb) if bb.1 >= x.1 => Some(bb),
+                        _ => Some(x),
+                    })
+            {
+                p.distinguishing.push(format!(
+                    "{name}: {value} ({:.0}%)",
+                    100.0 * *n as f64 / total.max(1) as f64
+                ));
+            }
+        }
+    }
 }
 
 /// Sub-segments of one segment: k-means with k chosen by silhouette inside it.

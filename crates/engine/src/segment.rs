@@ -9,12 +9,50 @@
 use crate::config::{Algorithm, SegmentationConfig};
 use crate::pipeline::{EngineError, Progress};
 use serde_json::json;
+use std::collections::HashMap;
 use strata_core::FeatureMatrix;
 use strata_ml::{
     Assigner, Criterion, Dbscan, Dendrogram, FuzzyCMeans, FuzzyParams, Gmm, GmmParams, KCandidate,
-    KDistance, KMeansParams, SelectionParams, Stability, k_distance, recommend, score_labels,
-    select_k, subsample_stability, within_ss,
+    KDistance, KMeansParams, KPrototypes, KPrototypesParams, SelectionParams, Stability,
+    k_distance, recommend, score_labels, select_k, subsample_stability, within_ss,
 };
+
+/// The categorical features of k-prototypes: each customer's values, and their codes.
+#[derive(Debug, Clone)]
+pub(crate) struct Categories {
+    pub names: Vec<String>,
+    /// Sorted distinct values per feature; a value's code is its index.
+    pub vocabulary: Vec<Vec<String>>,
+    /// Each customer's values (customers missing from the customers table: "(missing)").
+    pub by_customer: HashMap<String, Vec<String>>,
+}
+
+/// The value of a categorical feature a customer does not have.
+pub(crate) const MISSING_CATEGORY: &str = "(missing)";
+
+impl Categories {
+    /// The values of `ids`, row-major.
+    pub fn values(&self, ids: &[String]) -> Vec<String> {
+        let missing = vec![MISSING_CATEGORY.to_string(); self.names.len()];
+        ids.iter()
+            .flat_map(|id| self.by_customer.get(id).unwrap_or(&missing).clone())
+            .collect()
+    }
+
+    /// The codes of `ids`, row-major (a value outside the vocabulary: `u32::MAX`).
+    pub fn codes(&self, ids: &[String]) -> Vec<u32> {
+        let m = self.names.len().max(1);
+        self.values(ids)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                self.vocabulary[i % m]
+                    .binary_search(v)
+                    .map_or(u32::MAX, |c| c as u32)
+            })
+            .collect()
+    }
+}
 
 /// Hierarchical clustering above this many customers is refused (its time grows as n²).
 pub const MAX_HIERARCHICAL_ROWS: usize = 50_000;
@@ -88,6 +126,7 @@ fn min_samples(seg: &SegmentationConfig, d: usize) -> usize {
 pub(crate) fn fit(
     seg: &SegmentationConfig,
     data: &FeatureMatrix,
+    categories: Option<&Categories>,
     seed: u64,
     fixed: Option<(usize, f64)>,
     progress: &dyn Progress,
@@ -106,6 +145,12 @@ pub(crate) fn fit(
         Algorithm::Gmm => gmm(seg, data, seed, fixed_k, progress)?,
         Algorithm::Fuzzy => fuzzy(seg, data, seed, fixed_k, progress)?,
         Algorithm::Dbscan => dbscan(seg, data, seed, fixed.map(|f| f.1), progress)?,
+        Algorithm::Kprototypes => {
+            let categories = categories.ok_or_else(|| {
+                EngineError::Model("k-prototypes without categorical features".into())
+            })?;
+            kprototypes(seg, data, categories, seed, fixed_k, progress)?
+        }
         a => hierarchical(seg, a, data, seed, fixed_k, progress)?,
     };
     Ok(order(seg.algorithm, data, c))
@@ -177,12 +222,38 @@ fn select_k_with_progress(
     Ok(s)
 }
 
-/// The k range of the selection, capped below the row count.
-fn k_range(seg: &SegmentationConfig, n: usize, fixed_k: Option<usize>) -> Vec<usize> {
-    match fixed_k {
+/// The recommended candidate (see [`recommend`]), or the only one when k is fixed.
+fn choose(
+    candidates: &[KCandidate],
+    params: &SelectionParams,
+    fixed: bool,
+    criterion: Criterion,
+) -> (usize, Option<usize>, String) {
+    if fixed {
+        let k = candidates.first().map_or(0, |c| c.k);
+        (0, None, format!("k = {k} is set in [segmentation]"))
+    } else {
+        recommend(candidates, params, criterion)
+    }
+}
+
+/// The k range of the selection, capped below the row count; an error when it is empty.
+fn k_range(
+    seg: &SegmentationConfig,
+    n: usize,
+    fixed_k: Option<usize>,
+) -> Result<Vec<usize>, EngineError> {
+    let ks: Vec<usize> = match fixed_k {
         Some(k) => vec![k],
         None => (seg.k_min..=seg.k_max.min(n.saturating_sub(1))).collect(),
+    };
+    if ks.is_empty() {
+        return Err(EngineError::TooFewCustomers {
+            customers: n,
+            k_min: seg.k_min,
+        });
     }
+    Ok(ks)
 }
 
 fn gmm(
@@ -193,13 +264,7 @@ fn gmm(
     progress: &dyn Progress,
 ) -> Result<Clusters, EngineError> {
     let params = selection_params(seg, seed);
-    let ks = k_range(seg, data.n_rows(), fixed_k);
-    if ks.is_empty() {
-        return Err(EngineError::TooFewCustomers {
-            customers: data.n_rows(),
-            k_min: seg.k_min,
-        });
-    }
+    let ks = k_range(seg, data.n_rows(), fixed_k)?;
     progress.start("choosing k (Gaussian mixture per k)", ks.len() as u64);
     let mut fits = Vec::new();
     let mut candidates = Vec::new();
@@ -227,11 +292,8 @@ fn gmm(
             failed.join("; ")
         )));
     }
-    let (index, elbow_k, mut reason) = if fixed_k.is_some() {
-        (0, None, format!("k = {} is set in [segmentation]", ks[0]))
-    } else {
-        recommend(&candidates, &params, Criterion::Bic)
-    };
+    let (index, elbow_k, mut reason) =
+        choose(&candidates, &params, fixed_k.is_some(), Criterion::Bic);
     if !failed.is_empty() {
         reason.push_str(&format!("; not fitted: {}", failed.join("; ")));
     }
@@ -341,13 +403,7 @@ fn hierarchical(
     let tree = Dendrogram::fit(data, linkage).map_err(model_err)?;
     progress.finish();
     let params = selection_params(seg, seed);
-    let ks = k_range(seg, n, fixed_k);
-    if ks.is_empty() {
-        return Err(EngineError::TooFewCustomers {
-            customers: n,
-            k_min: seg.k_min,
-        });
-    }
+    let ks = k_range(seg, n, fixed_k)?;
     progress.start("choosing k (cuts of the dendrogram)", ks.len() as u64);
     let mut cuts = Vec::new();
     let mut candidates = Vec::new();
@@ -364,11 +420,12 @@ fn hierarchical(
         progress.step();
     }
     progress.finish();
-    let (index, elbow_k, reason) = if fixed_k.is_some() {
-        (0, None, format!("k = {} is set in [segmentation]", ks[0]))
-    } else {
-        recommend(&candidates, &params, Criterion::Silhouette)
-    };
+    let (index, elbow_k, reason) = choose(
+        &candidates,
+        &params,
+        fixed_k.is_some(),
+        Criterion::Silhouette,
+    );
     let labels = cuts.swap_remove(index);
     let k = ks[index];
     // New customers join their nearest training customer's cluster: a training customer
@@ -395,6 +452,73 @@ fn hierarchical(
         elbow_k,
         reason,
         dendrogram: Some(tree),
+        k_distance: None,
+    })
+}
+
+fn kprototypes(
+    seg: &SegmentationConfig,
+    data: &FeatureMatrix,
+    categories: &Categories,
+    seed: u64,
+    fixed_k: Option<usize>,
+    progress: &dyn Progress,
+) -> Result<Clusters, EngineError> {
+    let params = selection_params(seg, seed);
+    let ks = k_range(seg, data.n_rows(), fixed_k)?;
+    let codes = categories.codes(data.ids());
+    progress.start("choosing k (k-prototypes per k)", ks.len() as u64);
+    let mut fits = Vec::new();
+    let mut candidates = Vec::new();
+    for &k in &ks {
+        let mut p = KPrototypesParams::new(k);
+        p.n_init = seg.n_init;
+        p.seed = seed;
+        let model = KPrototypes::fit(data, &codes, &p).map_err(model_err)?;
+        // The indices see the numeric part only; the cost (numeric + γ × mismatches) is
+        // the curve whose knee decides.
+        candidates.push(score_labels(data, &model.labels, k, model.cost, &params));
+        fits.push(model);
+        progress.step();
+    }
+    progress.finish();
+    let (index, elbow_k, reason) =
+        choose(&candidates, &params, fixed_k.is_some(), Criterion::Elbow);
+    let mut model = fits.swap_remove(index);
+    let labels = std::mem::take(&mut model.labels);
+    let m = categories.names.len();
+    let modes: Vec<Vec<&str>> = model
+        .modes
+        .chunks(m.max(1))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .map(|(j, &c)| categories.vocabulary[j][c as usize].as_str())
+                .collect()
+        })
+        .collect();
+    Ok(Clusters {
+        clusters: model.k(),
+        labels,
+        noise: false,
+        centres: None,
+        memberships: None,
+        details: json!({
+            "categorical": categories.names,
+            "gamma": model.gamma,
+            "cost": model.cost,
+            "iterations": model.n_iter,
+            "modes": modes,
+        }),
+        assigner: Assigner::Prototypes {
+            model,
+            features: categories.names.clone(),
+            vocabulary: categories.vocabulary.clone(),
+        },
+        candidates,
+        elbow_k,
+        reason: format!("{reason} (k-prototypes: numeric cost plus γ per categorical mismatch)"),
+        dendrogram: None,
         k_distance: None,
     })
 }
@@ -592,6 +716,7 @@ fn order(algorithm: Algorithm, data: &FeatureMatrix, c: Clusters) -> Fitted {
 pub(crate) fn stability(
     seg: &SegmentationConfig,
     data: &FeatureMatrix,
+    categories: Option<&Categories>,
     fitted: &Fitted,
     seed: u64,
     progress: &dyn Progress,
@@ -613,7 +738,8 @@ pub(crate) fn stability(
         data,
         &fitted.labels,
         |sample, s| {
-            let refit = fit(seg, sample, s, Some(fixed), &quiet).map_err(|e| e.to_string())?;
+            let refit =
+                fit(seg, sample, categories, s, Some(fixed), &quiet).map_err(|e| e.to_string())?;
             progress.step();
             Ok(refit.labels)
         },

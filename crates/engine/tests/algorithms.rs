@@ -174,6 +174,86 @@ fn every_algorithm_runs_and_its_saved_model_reassigns_every_customer() {
 }
 
 #[test]
+fn k_prototypes_clusters_numeric_and_categorical_features_and_assigns_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = generated_text(dir.path(), 1_500, 5)
+        .replace(
+            "[features]\n",
+            "[features]\ncategorical = [\"country\", \"gender\"]\n",
+        )
+        .replace(
+            "algorithm = \"kmeans\"",
+            "algorithm = \"kprototypes\"\nk_max = 6",
+        );
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("k_max = 8"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join("strata.toml"), &text).unwrap();
+    let config = Config::load(&dir.path().join("strata.toml")).unwrap();
+    let out = dir.path().join("out");
+    let summary = strata_engine::run(&config, &out, &NoProgress).unwrap();
+    assert_eq!(summary.algorithm, "kprototypes");
+    assert!(
+        summary.reason.contains("knee of the cost curve") || summary.reason.contains("silhouette"),
+        "{}",
+        summary.reason
+    );
+    // Every segment names its most common country and gender.
+    for s in &summary.segments {
+        assert!(
+            s.distinguishing.iter().any(|d| d.starts_with("country: ")),
+            "{s:?}"
+        );
+        assert!(
+            s.distinguishing.iter().any(|d| d.starts_with("gender: ")),
+            "{s:?}"
+        );
+    }
+    let model = SegmentationModel::load(&out.join("model.json")).unwrap();
+    assert_eq!(model.assigner.categorical(), ["country", "gender"]);
+    // assignments.csv carries the categorical columns, so the model reassigns from it.
+    let rows = read_csv(&out.join("assignments.csv"));
+    assert!(rows[0].contains_key("country") && rows[0].contains_key("gender"));
+    reassign_matches(&out);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("segments.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["model"]["details"]["modes"].as_array().unwrap().len(),
+        summary.chosen_k
+    );
+
+    // A table without the categorical column is refused with its name.
+    let input = dir.path().join("numeric_only.csv");
+    let header = format!("customer_id,{}", model.features.join(","));
+    std::fs::write(
+        &input,
+        format!(
+            "{header}\nx,{}\n",
+            vec!["1"; model.features.len()].join(",")
+        ),
+    )
+    .unwrap();
+    let err = strata_engine::assign(&out.join("model.json"), &input, &dir.path().join("o.csv"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no `country` column"), "{err}");
+    // An unseen country still gets a segment.
+    std::fs::write(
+        &input,
+        format!(
+            "{header},country,gender\nx,{},Atlantis,\n",
+            vec!["1"; model.features.len()].join(",")
+        ),
+    )
+    .unwrap();
+    let s =
+        strata_engine::assign(&out.join("model.json"), &input, &dir.path().join("o.csv")).unwrap();
+    assert_eq!((s.assigned, s.quarantined), (1, 0));
+}
+
+#[test]
 fn time_split_sub_segments_and_gap_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_with(
@@ -375,9 +455,23 @@ fn bad_segmentation_settings_are_refused_before_reading_data() {
         ("stability_sample = 1.0", "stability_sample"),
         ("gap_references = 1", "gap_references"),
         ("time_split_days = 0", "time_split_days"),
+        (
+            "algorithm = \"kprototypes\"",
+            "needs [features] categorical",
+        ),
         ("split_k_max = 1", "split_k_max"),
     ] {
         let err = config_error(&format!("{base}{setting}\n"));
         assert!(err.contains(expected), "{setting}: {err}");
     }
+    let err = config_error(&base.replace(
+        "[segmentation]\n",
+        "[features]\ncategorical = [\"country\"]\n[segmentation]\n",
+    ));
+    assert!(err.contains("only by algorithm = \"kprototypes\""), "{err}");
+    let err = config_error(&base.replace(
+        "[segmentation]\n",
+        "[features]\ncategorical = [\"country\"]\n[segmentation]\nalgorithm = \"kprototypes\"\n",
+    ));
+    assert!(err.contains("add [sources.customers]"), "{err}");
 }

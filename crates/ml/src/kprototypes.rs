@@ -45,11 +45,14 @@ impl KPrototypesParams {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KPrototypes {
+    pub k_clusters: usize,
     pub gamma: f64,
     /// k × numeric features.
     pub means: Vec<f64>,
     /// k × categorical features.
     pub modes: Vec<u32>,
+    /// The training rows' clusters (not kept in saved models).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<u32>,
     pub cost: f64,
     pub n_iter: usize,
@@ -138,6 +141,24 @@ impl Data<'_> {
 }
 
 impl KPrototypes {
+    pub fn k(&self) -> usize {
+        self.k_clusters
+    }
+
+    /// The cheapest prototype of each row (`codes` row-major like `fit`'s `categorical`; a
+    /// code no prototype has, such as an unseen category, mismatches every mode).
+    pub fn predict(&self, numeric: &FeatureMatrix, codes: &[u32]) -> Vec<u32> {
+        let n = numeric.n_rows();
+        let data = Data {
+            x: numeric.data(),
+            d: numeric.n_cols(),
+            cats: codes,
+            m: codes.len().checked_div(n).unwrap_or(0),
+            gamma: self.gamma,
+        };
+        data.assign(self.k_clusters, &self.means, &self.modes, n).0
+    }
+
     /// `numeric`: rows × numeric features; `categorical`: the same rows' category codes,
     /// row-major with `categorical.len() / rows` features.
     pub fn fit(
@@ -216,6 +237,7 @@ impl KPrototypes {
             }
             if best.as_ref().is_none_or(|b| cost < b.cost) {
                 best = Some(Self {
+                    k_clusters: k,
                     gamma,
                     means,
                     modes,

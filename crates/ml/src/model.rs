@@ -8,6 +8,7 @@ use crate::fuzzy::FuzzyCMeans;
 use crate::gmm::Gmm;
 use crate::kdtree::KdTree;
 use crate::kmeans::{KMeans, KMeansError};
+use crate::kprototypes::KPrototypes;
 use crate::pca::Pca;
 use crate::scale::{ScaleError, Scaler};
 use rayon::prelude::*;
@@ -66,6 +67,23 @@ pub enum Assigner {
         radius: Option<f64>,
         outlier: Option<u32>,
     },
+    /// k-prototypes on the numeric features and the categorical ones named in `features`;
+    /// `vocabulary[j]` lists feature j's categories (sorted; a category's code is its index).
+    Prototypes {
+        model: KPrototypes,
+        features: Vec<String>,
+        vocabulary: Vec<Vec<String>>,
+    },
+}
+
+impl Assigner {
+    /// Categorical features the model needs besides the numeric ones.
+    pub fn categorical(&self) -> &[String] {
+        match self {
+            Self::Prototypes { features, .. } => features,
+            _ => &[],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,6 +256,27 @@ impl SegmentationModel {
                 }
                 f.k()
             }
+            Assigner::Prototypes {
+                model: p,
+                features,
+                vocabulary,
+            } => {
+                let m = features.len();
+                if vocabulary.len() != m
+                    || p.means.len() != p.k() * dims
+                    || p.modes.len() != p.k() * m
+                    || p.modes.iter().enumerate().any(|(i, &c)| {
+                        vocabulary
+                            .get(i % m.max(1))
+                            .is_none_or(|v| c as usize >= v.len())
+                    })
+                {
+                    return Err(format(format!(
+                        "its prototypes do not fit {dims} numeric and {m} categorical features"
+                    )));
+                }
+                p.k()
+            }
             Assigner::NearestRow {
                 rows,
                 labels,
@@ -321,7 +360,19 @@ impl SegmentationModel {
     }
 
     /// Segments of raw (unscaled) rows, with soft memberships for mixtures and fuzzy models.
+    /// A k-prototypes model also needs the categorical values: see [`Self::assign_mixed`].
     pub fn assign_with_memberships(&self, raw: &FeatureMatrix) -> Result<Assignment, ModelError> {
+        self.assign_mixed(raw, &[])
+    }
+
+    /// Like [`Self::assign_with_memberships`], with each row's values of the model's
+    /// categorical features (row-major, `assigner.categorical()` per row; ignored by models
+    /// without them). An unseen category matches no segment's mode.
+    pub fn assign_mixed(
+        &self,
+        raw: &FeatureMatrix,
+        categories: &[String],
+    ) -> Result<Assignment, ModelError> {
         let x = self.prepare(raw)?;
         let (labels, memberships) = match &self.assigner {
             Assigner::NearestCentre => {
@@ -335,6 +386,37 @@ impl SegmentationModel {
             Assigner::Fuzzy(f) => {
                 let u = f.memberships(&x);
                 (argmax_rows(&u, f.k()), Some(self.to_segments(u, f.k())))
+            }
+            Assigner::Prototypes {
+                model,
+                features,
+                vocabulary,
+            } => {
+                let m = features.len();
+                if categories.len() != x.n_rows() * m {
+                    return Err(ModelError::Features {
+                        expected: format!(
+                            "{} and the categorical {}",
+                            self.features.join(", "),
+                            features.join(", ")
+                        ),
+                        got: format!(
+                            "{} category values for {} rows",
+                            categories.len(),
+                            x.n_rows()
+                        ),
+                    });
+                }
+                let codes: Vec<u32> = categories
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        vocabulary[i % m]
+                            .binary_search(v)
+                            .map_or(u32::MAX, |c| c as u32)
+                    })
+                    .collect();
+                (model.predict(&x, &codes), None)
             }
             Assigner::NearestRow {
                 rows,

@@ -84,6 +84,10 @@ pub enum Criterion {
     Silhouette,
     /// Lowest BIC: Gaussian mixtures.
     Bic,
+    /// The knee of the cost curve (`wcss`), where adding a segment stops paying: mixed
+    /// numeric and categorical data (k-prototypes), where the other indices see only the
+    /// numeric part. Without an eligible knee, the silhouette decides.
+    Elbow,
 }
 
 /// Within-cluster sum of squares of `labels` around their own means.
@@ -164,9 +168,18 @@ pub fn recommend(
     let ys: Vec<f64> = candidates.iter().map(|c| c.wcss).collect();
     let elbow_k = knee_point(&xs, &ys).map(|i| candidates[i].k);
     // Higher is better for every criterion after this sign.
+    // The elbow is a position, not a score: it wins outright when it is eligible.
+    let criterion = match (criterion, elbow_k) {
+        (Criterion::Elbow, Some(e)) if candidates.iter().any(|c| c.k == e && c.eligible) => {
+            Criterion::Elbow
+        }
+        (Criterion::Elbow, _) => Criterion::Silhouette,
+        (other, _) => other,
+    };
     let value = |c: &KCandidate, which: Criterion| match which {
         Criterion::Silhouette => c.silhouette,
         Criterion::Bic => c.bic.map(|b| -b),
+        Criterion::Elbow => Some(if Some(c.k) == elbow_k { 1.0 } else { 0.0 }),
     };
     let best_of = |only_eligible: bool| {
         candidates
@@ -216,7 +229,10 @@ pub fn recommend(
             })
             .unwrap_or(candidates[candidates.len() - 1].k)
     });
-    let mut others: Vec<(&str, Option<usize>)> = vec![("the WCSS elbow", elbow_k)];
+    let mut others: Vec<(&str, Option<usize>)> = Vec::new();
+    if criterion != Criterion::Elbow {
+        others.push(("the WCSS elbow", elbow_k));
+    }
     if criterion != Criterion::Silhouette {
         others.push(("silhouette", arg(&|c| c.silhouette)));
     }
@@ -246,6 +262,12 @@ pub fn recommend(
             chosen
                 .bic
                 .map_or("undefined".to_string(), |b| format!("{b:.1}")),
+            candidates[0].k,
+            candidates[candidates.len() - 1].k
+        ),
+        Criterion::Elbow => format!(
+            "k = {} is the knee of the cost curve over k = {}..{}",
+            chosen.k,
             candidates[0].k,
             candidates[candidates.len() - 1].k
         ),

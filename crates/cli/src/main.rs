@@ -84,7 +84,7 @@ enum Command {
     /// Assign customers to the segments of a saved model (model.json of `strata run`). The
     /// input is CSV or Parquet with customer_id and the model's feature columns (the run's
     /// assignments.csv has them). Writes customer_id, segment_id, segment (and memberships for
-    /// mixtures and fuzzy models); unreadable rows go to <out stem>.quarantine.csv.
+    /// mixtures and fuzzy models); unreadable rows go to `<out stem>.quarantine.csv`.
     Assign {
         /// The saved model.
         #[arg(long, short)]

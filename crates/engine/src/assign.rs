@@ -86,8 +86,14 @@ fn read_csv(
     let file = path.display().to_string();
     let (mut ids, mut values, mut quarantined) = (Vec::new(), Vec::new(), Vec::new());
     let mut categories = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i as u64 + 2;
+    // The line a record starts on, from the reader (a quoted field may span lines).
+    let mut next_line = 2u64;
+    for record in reader.records() {
+        let line = match &record {
+            Ok(r) => r.position().map_or(next_line, |p| p.line()),
+            Err(e) => e.position().map_or(next_line, |p| p.line()),
+        };
+        next_line = line + 1;
         let at = |field: Option<&str>| Location {
             file: file.clone(),
             line,
@@ -104,7 +110,7 @@ fn read_csv(
                 continue;
             }
         };
-        let raw = record.iter().collect::<Vec<_>>().join(",");
+        let raw = record.iter().map(csv_field).collect::<Vec<_>>().join(",");
         let id = record.get(id_col).map(str::trim).unwrap_or_default();
         if id.is_empty() {
             quarantined.push(Quarantined {

@@ -150,7 +150,8 @@ impl Default for FeaturesConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
-    /// k-means (k-means++ restarts, Hamerly iterations); k by silhouette.
+    /// k-means (k-means++ restarts; Lloyd iterations, Hamerly's bounds from 17 features on);
+    /// k by silhouette.
     #[default]
     Kmeans,
     /// Gaussian mixture (EM); k by BIC; soft memberships.
@@ -436,6 +437,11 @@ impl Config {
             return Err(invalid(
                 "[features] categorical fields come from the customers table: add [sources.customers]"
                     .into(),
+            ));
+        }
+        if s.algorithm == Algorithm::Dbscan && s.k.is_some() {
+            return Err(invalid(
+                "[segmentation] k does not apply to DBSCAN: its eps decides the clusters".into(),
             ));
         }
         if s.algorithm != Algorithm::Dbscan && (s.eps.is_some() || s.min_samples.is_some()) {

@@ -424,15 +424,25 @@ fn run_stages(
         names,
         config.run.seed,
     );
+    // A validation that cannot be computed (a subsample with a constant feature, a DBSCAN
+    // refit that finds no cluster) is reported, not fatal.
     let stability = if seg.stability_runs > 0 {
-        Some(segment::stability(
+        match segment::stability(
             seg,
             &clustered,
             categories.as_ref(),
             &fitted,
             config.run.seed,
             progress,
-        )?)
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                fitted
+                    .reason
+                    .push_str(&format!("; stability not measured: {e}"));
+                None
+            }
+        }
     } else {
         None
     };
@@ -663,19 +673,23 @@ fn time_split(
         clustered,
         ..
     } = space(config, &early_raw)?;
-    let eps = fitted
-        .details
-        .get("eps")
-        .and_then(serde_json::Value::as_f64);
-    let clusters = fitted.k - usize::from(fitted.noise_segment.is_some());
-    let early = segment::fit(
+    // The same number of clusters; DBSCAN picks its own eps in the earlier data's scale.
+    let fixed = (fitted.algorithm != crate::config::Algorithm::Dbscan).then_some((fitted.k, 1.0));
+    let early = match segment::fit(
         seg,
         &clustered,
         categories,
         config.run.seed,
-        Some((clusters, eps.unwrap_or(1.0))),
+        fixed,
         &NoProgress,
-    )?;
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            out.note = Some(format!("the earlier refit failed: {e}"));
+            progress.finish();
+            return Ok(out);
+        }
+    };
     let early_model = build_model(
         &early,
         scaler,

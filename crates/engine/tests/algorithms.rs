@@ -324,19 +324,20 @@ fn assign_quarantines_bad_rows_and_reads_older_models() {
     let model_path = out.join("model.json");
     let model = SegmentationModel::load(&model_path).unwrap();
 
-    // Three good rows, a non-number, a missing id and a missing value.
-    let header = format!("customer_id,{}", model.features.join(","));
-    let good = |id: &str| format!("{id},{}", vec!["3"; model.features.len()].join(","));
+    // Three good rows, a non-number, a missing id and a missing value; the first row's
+    // note spans two lines, so every later row starts a line further down.
+    let header = format!("customer_id,{},note", model.features.join(","));
+    let good = |id: &str| format!("{id},{},", vec!["3"; model.features.len()].join(","));
     let mut bad_value = vec!["3"; model.features.len()];
     bad_value[1] = "lots";
     let mut missing = vec!["3"; model.features.len()];
     missing[0] = "";
     let text = [
         header,
-        good("a"),
-        format!("b,{}", bad_value.join(",")),
+        format!("{}\"two\nlines\"", good("a")),
+        format!("b,{},", bad_value.join(",")),
         good(""),
-        format!("c,{}", missing.join(",")),
+        format!("c,{},", missing.join(",")),
         good("d"),
         good("e"),
     ]
@@ -361,9 +362,9 @@ fn assign_quarantines_bad_rows_and_reads_older_models() {
     assert_eq!(
         where_,
         [
-            ("3", model.features[1].as_str()),
-            ("4", "customer_id"),
-            ("5", model.features[0].as_str())
+            ("4", model.features[1].as_str()),
+            ("5", "customer_id"),
+            ("6", model.features[0].as_str())
         ]
     );
     assert!(q[0]["reason"].contains("`lots` is not a finite number"));
@@ -448,6 +449,7 @@ fn bad_segmentation_settings_are_refused_before_reading_data() {
         ("k = 0", "k = 0"),
         ("algorithm = \"dbscan\"\neps = 0.0", "eps = 0"),
         ("algorithm = \"dbscan\"\nmin_samples = 0", "min_samples"),
+        ("algorithm = \"dbscan\"\nk = 3", "does not apply to DBSCAN"),
         ("eps = 0.5", "eps and min_samples are DBSCAN settings"),
         ("algorithm = \"fuzzy\"\nfuzzifier = 1.0", "fuzzifier = 1"),
         ("pca_variance = 1.5", "pca_variance = 1.5"),

@@ -24,8 +24,8 @@ pub enum KMeansInit {
     Random,
 }
 
-/// How Lloyd's iterations are computed. Both give the same centres and labels (up to which
-/// of two exactly equidistant centres a row keeps).
+/// How Lloyd's iterations are computed. Every choice gives the same centres and labels (up
+/// to which of two exactly equidistant centres a row keeps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KMeansAlgorithm {
@@ -517,10 +517,12 @@ fn sample_row(weights: &[f64], prefix: &[f64], target: f64) -> usize {
             return start + i;
         }
     }
-    // Rounding left the target past the chunk's last row: the last row with weight.
-    rows.iter()
+    // Rounding left the target past the chunk's last row: the last row with weight up to
+    // here (a zero-weight row is a chosen centre, or a copy of one).
+    weights[..start + rows.len()]
+        .iter()
         .rposition(|&w| w > 0.0)
-        .map_or(n - 1, |i| start + i)
+        .unwrap_or(n - 1)
 }
 
 fn init_random(data: &[f64], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {

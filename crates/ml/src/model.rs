@@ -262,7 +262,10 @@ impl SegmentationModel {
                 vocabulary,
             } => {
                 let m = features.len();
-                if vocabulary.len() != m
+                // Codes are looked up by binary search: each vocabulary sorted, no repeats.
+                let sorted = vocabulary.iter().all(|v| v.windows(2).all(|w| w[0] < w[1]));
+                if !sorted
+                    || vocabulary.len() != m
                     || p.means.len() != p.k() * dims
                     || p.modes.len() != p.k() * m
                     || p.modes.iter().enumerate().any(|(i, &c)| {
@@ -300,7 +303,11 @@ impl SegmentationModel {
             }
         };
         let mapped = if model.segment_of_cluster.is_empty() {
-            clusters <= model.k
+            // Without a map, clusters are segments: soft memberships need one per segment.
+            match model.assigner {
+                Assigner::NearestRow { .. } => clusters <= model.k,
+                _ => clusters == model.k,
+            }
         } else {
             model.segment_of_cluster.len() == clusters
                 && model

@@ -169,6 +169,7 @@ pub fn recommend(
     let elbow_k = knee_point(&xs, &ys).map(|i| candidates[i].k);
     // Higher is better for every criterion after this sign.
     // The elbow is a position, not a score: it wins outright when it is eligible.
+    let asked = criterion;
     let criterion = match (criterion, elbow_k) {
         (Criterion::Elbow, Some(e)) if candidates.iter().any(|c| c.k == e && c.eligible) => {
             Criterion::Elbow
@@ -292,6 +293,9 @@ pub fn recommend(
         "; {agree} of {voters} criteria point at k = {}",
         chosen.k
     ));
+    if asked == Criterion::Elbow && criterion != Criterion::Elbow {
+        reason.push_str("; the cost curve has no eligible knee, so the silhouette decided");
+    }
     reason.push_str(&note);
     (index, elbow_k, reason)
 }

@@ -338,7 +338,11 @@ pub fn render_report(input: &ReportInput<'_>) -> Result<String, ReportError> {
     if let Some(tree) = input.dendrogram {
         svg_model.push((
             "plot-dendrogram",
-            plot("dendrogram", plots::dendrogram(tree, input.chosen_k, 30))?,
+            // At least one leaf more than the chosen k, so the cut crosses the drawn tree.
+            plot(
+                "dendrogram",
+                plots::dendrogram(tree, input.chosen_k, 30.max(input.chosen_k + 1)),
+            )?,
         ));
     }
     if let Some((curve, eps)) = input.k_distance {

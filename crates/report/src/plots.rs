@@ -357,7 +357,6 @@ pub(crate) fn dendrogram(
         }
     };
     // Lay out leaves left to right by walking from the root, left child first.
-    let mut xs: Vec<(usize, f64, f64)> = Vec::new(); // (cluster id, x, y)
     let mut leaf_labels: Vec<(f64, usize)> = Vec::new();
     let mut joins: Vec<[(f64, f64); 4]> = Vec::new();
     if n >= 2 && tree.merges.len() == n - 1 {
@@ -384,7 +383,6 @@ pub(crate) fn dendrogram(
                 let x = (a.0 + b.0) / 2.0;
                 pos.insert(id, (x, m.height));
                 joins.push([(a.0, a.1), (a.0, m.height), (b.0, m.height), (b.0, b.1)]);
-                xs.push((id, x, m.height));
             }
         }
     }

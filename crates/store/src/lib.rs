@@ -31,6 +31,9 @@ const MESSAGE_IDS: TableDefinition<&str, u64> = TableDefinition::new("message_id
 const IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("identities");
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Trait changes by (profile, change number): kept out of the profile record so that an
+/// event does not rewrite a profile's whole history.
+const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("trait_history");
 
 /// Messages one write transaction takes at most (the rest wait for the next).
 const MAX_GROUP: usize = 20_000;
@@ -111,7 +114,8 @@ pub struct TraitChange {
     pub message_id: String,
 }
 
-/// A profile: identities, current traits (last write by event time wins) with their history.
+/// A profile: identities and current traits (last write by event time wins); the changes
+/// are in [`Store::history`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub id: String,
@@ -119,7 +123,6 @@ pub struct Profile {
     pub traits: Map<String, Value>,
     /// Event time of each trait's current value.
     pub trait_times: BTreeMap<String, i64>,
-    pub history: Vec<TraitChange>,
     pub first_seen: i64,
     pub last_seen: i64,
     pub events: u64,
@@ -211,6 +214,8 @@ impl Store {
             txn.open_table(PROFILES)
                 .map_err(|e| open_err(e.to_string()))?;
             txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(HISTORY)
+                .map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         let db = Arc::new(db);
@@ -262,6 +267,23 @@ impl Store {
         let table = txn.open_table(EVENTS).map_err(read_err)?;
         let mut out = Vec::new();
         for entry in table.range(from..).map_err(read_err)?.take(limit) {
+            let (_, v) = entry.map_err(read_err)?;
+            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+        }
+        Ok(out)
+    }
+
+    /// Every trait change of the profile with this id or identity, in the order recorded
+    /// (a merged profile's changes come along).
+    pub fn history(&self, key: &str) -> Result<Vec<TraitChange>, StoreError> {
+        let Some(profile) = self.profile(key)? else {
+            return Ok(Vec::new());
+        };
+        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(HISTORY).map_err(read_err)?;
+        let id = profile.id.as_str();
+        let mut out = Vec::new();
+        for entry in table.range((id, 0u64)..=(id, u64::MAX)).map_err(read_err)? {
             let (_, v) = entry.map_err(read_err)?;
             out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
         }
@@ -343,8 +365,8 @@ fn profile_id(n: u64) -> String {
     format!("p{n:012}")
 }
 
-/// Sets `name` to `value` unless the profile already has a value from a later event.
-fn set_trait(p: &mut Profile, change: TraitChange) {
+/// Sets the trait unless the profile already has a value from a later event.
+fn set_trait(p: &mut Profile, change: &TraitChange) {
     let newer = p
         .trait_times
         .get(&change.name)
@@ -353,22 +375,19 @@ fn set_trait(p: &mut Profile, change: TraitChange) {
         p.traits.insert(change.name.clone(), change.value.clone());
         p.trait_times.insert(change.name.clone(), change.timestamp);
     }
-    p.history.push(change);
 }
 
-/// Folds `other` into `into` (identities, traits by event time, counters, history).
-fn merge(into: &mut Profile, other: Profile) {
+/// Folds `other` (and its trait changes) into `into`: identities, traits by event time,
+/// counters.
+fn merge(into: &mut Profile, other: Profile, changes: &[TraitChange]) {
     for id in other.identities {
         if !into.identities.contains(&id) {
             into.identities.push(id);
         }
     }
-    let mut changes = other.history;
-    changes.sort_by_key(|c| c.timestamp);
     for c in changes {
         set_trait(into, c);
     }
-    into.history.sort_by_key(|c| c.timestamp);
     into.first_seen = into.first_seen.min(other.first_seen);
     into.last_seen = into.last_seen.max(other.last_seen);
     into.events += other.events;
@@ -424,6 +443,7 @@ fn commit(db: &Database, jobs: &[Job]) -> Result<Vec<Vec<Outcome>>, StoreError> 
         let mut identities = txn.open_table(IDENTITIES).map_err(write_err)?;
         let mut profiles = txn.open_table(PROFILES).map_err(write_err)?;
         let mut meta = txn.open_table(META).map_err(write_err)?;
+        let mut history = txn.open_table(HISTORY).map_err(write_err)?;
         for job in jobs {
             let mut outcomes = Vec::with_capacity(job.messages.len());
             for m in &job.messages {
@@ -459,7 +479,6 @@ fn commit(db: &Database, jobs: &[Job]) -> Result<Vec<Vec<Outcome>>, StoreError> 
                         identities: Vec::new(),
                         traits: Map::new(),
                         trait_times: BTreeMap::new(),
-                        history: Vec::new(),
                         first_seen: m.timestamp,
                         last_seen: m.timestamp,
                         events: 0,
@@ -474,7 +493,25 @@ fn commit(db: &Database, jobs: &[Job]) -> Result<Vec<Vec<Outcome>>, StoreError> 
                                 .map_err(write_err)?;
                         }
                         profiles.remove(other_id.as_str()).map_err(write_err)?;
-                        merge(&mut profile, other);
+                        // Its trait changes move to the survivor, keeping their numbers.
+                        let moved: Vec<(u64, Vec<u8>)> = history
+                            .range((other_id.as_str(), 0u64)..=(other_id.as_str(), u64::MAX))
+                            .map_err(write_err)?
+                            .map(|e| e.map(|(k, v)| (k.value().1, v.value().to_vec())))
+                            .collect::<Result<_, _>>()
+                            .map_err(write_err)?;
+                        let mut changes = Vec::with_capacity(moved.len());
+                        for (n, bytes) in &moved {
+                            history.remove((other_id.as_str(), *n)).map_err(write_err)?;
+                            history
+                                .insert((profile.id.as_str(), *n), bytes.as_slice())
+                                .map_err(write_err)?;
+                            changes.push(
+                                serde_json::from_slice::<TraitChange>(bytes).map_err(write_err)?,
+                            );
+                        }
+                        changes.sort_by_key(|c| c.timestamp);
+                        merge(&mut profile, other, &changes);
                     }
                 }
                 for id in &ids {
@@ -487,15 +524,18 @@ fn commit(db: &Database, jobs: &[Job]) -> Result<Vec<Vec<Outcome>>, StoreError> 
                 }
                 if m.kind == Kind::Identify {
                     for (name, value) in &m.traits {
-                        set_trait(
-                            &mut profile,
-                            TraitChange {
-                                name: name.clone(),
-                                value: value.clone(),
-                                timestamp: m.timestamp,
-                                message_id: m.message_id.clone(),
-                            },
-                        );
+                        let change = TraitChange {
+                            name: name.clone(),
+                            value: value.clone(),
+                            timestamp: m.timestamp,
+                            message_id: m.message_id.clone(),
+                        };
+                        set_trait(&mut profile, &change);
+                        let n = next(&mut meta, "next_change")?;
+                        let bytes = serde_json::to_vec(&change).map_err(write_err)?;
+                        history
+                            .insert((profile.id.as_str(), n), bytes.as_slice())
+                            .map_err(write_err)?;
                     }
                 }
                 profile.first_seen = profile.first_seen.min(m.timestamp);

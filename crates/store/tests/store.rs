@@ -120,6 +120,12 @@ fn anonymous_then_identified_then_aliased_is_one_profile_with_a_stable_id() {
     assert!(store.profile(&user).unwrap().is_none());
     assert_eq!(p.traits["plan"], "pro");
     assert_eq!(p.traits["email"], "a@x.io");
+    // The merged profile's trait changes came along.
+    let history = store.history(&anon).unwrap();
+    assert_eq!(
+        history.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["plan", "email"]
+    );
     assert_eq!((p.first_seen, p.last_seen, p.events), (100, 300, 3));
     // An alias from an old user id attaches it to the same profile.
     let mut alias = message("e4", Kind::Alias, Some("u-7"), None, 400);
@@ -149,9 +155,10 @@ fn traits_keep_the_value_of_the_latest_event_and_the_whole_history() {
     let p = store.profile("user:u").unwrap().unwrap();
     assert_eq!(p.traits["plan"], "pro");
     assert_eq!(p.traits["city"], "Bergen");
-    assert_eq!(p.history.len(), 4);
+    let history = store.history("user:u").unwrap();
+    assert_eq!(history.len(), 4);
     assert!(
-        p.history
+        history
             .iter()
             .any(|c| c.name == "plan" && c.value == "free")
     );

@@ -18,6 +18,8 @@
 //! if [`Store::append`] reported it [`Outcome::Stored`] (or a later append reported it a
 //! duplicate).
 
+pub mod wire;
+
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

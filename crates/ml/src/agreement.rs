@@ -49,22 +49,71 @@ fn check_labels(n: usize, k: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// A labelling prepared for the internal indices: compact labels, centroids and sizes.
+struct Clustered {
+    labels: Vec<usize>,
+    k: usize,
+    cent: Vec<f64>,
+    counts: Vec<usize>,
+}
+
+fn clustered<L: Eq + std::hash::Hash>(
+    data: &FeatureMatrix,
+    labels: &[L],
+) -> Result<Clustered, String> {
+    let (labels, k) = compact(labels);
+    check_labels(data.n_rows(), k)?;
+    let (cent, counts) = centroids(data, &labels, k);
+    Ok(Clustered {
+        labels,
+        k,
+        cent,
+        counts,
+    })
+}
+
 /// Calinski-Harabasz index: between-cluster over within-cluster dispersion, each divided
 /// by its degrees of freedom. Higher is better.
 pub fn calinski_harabasz<L: Eq + std::hash::Hash>(
     data: &FeatureMatrix,
     labels: &[L],
 ) -> Result<f64, String> {
-    let n = data.n_rows();
-    let (labels, k) = compact(labels);
-    check_labels(n, k)?;
+    Ok(ch(data, &clustered(data, labels)?))
+}
+
+/// Davies-Bouldin index: the mean over clusters of the worst ratio of summed within-cluster
+/// scatter to centroid distance. Lower is better; 0 when every cluster is a point.
+pub fn davies_bouldin<L: Eq + std::hash::Hash>(
+    data: &FeatureMatrix,
+    labels: &[L],
+) -> Result<f64, String> {
+    Ok(db(data, &clustered(data, labels)?))
+}
+
+/// Calinski-Harabasz and Davies-Bouldin of one labelling, sharing one pass for the centroids
+/// (model selection scores every candidate with both).
+pub fn internal_indices<L: Eq + std::hash::Hash>(
+    data: &FeatureMatrix,
+    labels: &[L],
+) -> Result<(f64, f64), String> {
+    let c = clustered(data, labels)?;
+    Ok((ch(data, &c), db(data, &c)))
+}
+
+fn ch(data: &FeatureMatrix, c: &Clustered) -> f64 {
+    let Clustered {
+        labels,
+        k,
+        cent,
+        counts,
+    } = c;
+    let (n, k) = (data.n_rows(), *k);
     let d = data.n_cols();
     let mut mean = vec![0.0; d];
     for i in 0..n {
         mean.iter_mut().zip(data.row(i)).for_each(|(m, x)| *m += x);
     }
     mean.iter_mut().for_each(|m| *m /= n as f64);
-    let (cent, counts) = centroids(data, &labels, k);
     let extra: f64 = (0..k)
         .map(|c| {
             counts[c] as f64
@@ -86,24 +135,22 @@ pub fn calinski_harabasz<L: Eq + std::hash::Hash>(
                 .sum::<f64>()
         })
         .sum();
-    Ok(if intra == 0.0 {
+    if intra == 0.0 {
         1.0
     } else {
         extra * (n - k) as f64 / (intra * (k - 1) as f64)
-    })
+    }
 }
 
-/// Davies-Bouldin index: the mean over clusters of the worst ratio of summed within-cluster
-/// scatter to centroid distance. Lower is better; 0 when every cluster is a point.
-pub fn davies_bouldin<L: Eq + std::hash::Hash>(
-    data: &FeatureMatrix,
-    labels: &[L],
-) -> Result<f64, String> {
-    let n = data.n_rows();
-    let (labels, k) = compact(labels);
-    check_labels(n, k)?;
+fn db(data: &FeatureMatrix, c: &Clustered) -> f64 {
+    let Clustered {
+        labels,
+        k,
+        cent,
+        counts,
+    } = c;
+    let k = *k;
     let d = data.n_cols();
-    let (cent, counts) = centroids(data, &labels, k);
     let dist = |a: &[f64], b: &[f64]| -> f64 {
         a.iter()
             .zip(b)
@@ -115,7 +162,7 @@ pub fn davies_bouldin<L: Eq + std::hash::Hash>(
     for (i, &c) in labels.iter().enumerate() {
         scatter[c] += dist(data.row(i), &cent[c * d..(c + 1) * d]);
     }
-    for (s, &m) in scatter.iter_mut().zip(&counts) {
+    for (s, &m) in scatter.iter_mut().zip(counts) {
         *s /= m as f64;
     }
     let centre = |c: usize| &cent[c * d..(c + 1) * d];
@@ -127,7 +174,7 @@ pub fn davies_bouldin<L: Eq + std::hash::Hash>(
         }
     }
     if all_close(&scatter) || all_close(&pair) {
-        return Ok(0.0);
+        return 0.0;
     }
     let total: f64 = (0..k)
         .map(|a| {
@@ -144,7 +191,7 @@ pub fn davies_bouldin<L: Eq + std::hash::Hash>(
                 .fold(f64::NEG_INFINITY, f64::max)
         })
         .sum();
-    Ok(total / k as f64)
+    total / k as f64
 }
 
 /// The contingency table of two labellings: cell counts (sparse), row and column sums.

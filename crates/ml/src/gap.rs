@@ -21,16 +21,20 @@ pub struct Gap {
     pub references: usize,
 }
 
-fn log_wcss(data: &FeatureMatrix, k: usize, seed: u64, n_init: usize) -> Result<f64, String> {
-    let model = KMeansParams::new(k)
+fn wcss(data: &FeatureMatrix, k: usize, seed: u64, n_init: usize) -> Result<f64, String> {
+    Ok(KMeansParams::new(k)
         .seed(seed)
         .n_init(n_init)
         .check()
         .map_err(|e| e.to_string())?
         .fit(data)
-        .map_err(|e| e.to_string())?;
-    // A perfect fit (W = 0) would give −∞; a tiny floor keeps the curve finite.
-    Ok(model.inertia().max(f64::MIN_POSITIVE).ln())
+        .map_err(|e| e.to_string())?
+        .inertia())
+}
+
+/// A perfect fit (W = 0) would give −∞; a tiny floor keeps the curve finite.
+fn log_of(w: f64) -> f64 {
+    w.max(f64::MIN_POSITIVE).ln()
 }
 
 /// Gap statistic for k in `k_min..=k_max` with `references` uniform reference sets.
@@ -42,8 +46,35 @@ pub fn gap_statistic(
     n_init: usize,
     seed: u64,
 ) -> Result<Gap, String> {
-    let (n, d) = (data.n_rows(), data.n_cols());
+    let n = data.n_rows();
     if k_min == 0 || k_max < k_min || k_max >= n {
+        return Err(format!(
+            "the gap statistic needs 1 ≤ k_min ≤ k_max < rows (got {k_min}..={k_max} for {n} rows)"
+        ));
+    }
+    if references < 2 {
+        return Err("the gap statistic needs at least 2 reference sets".into());
+    }
+    let inertias = (k_min..=k_max)
+        .map(|k| wcss(data, k, seed, n_init))
+        .collect::<Result<Vec<f64>, String>>()?;
+    gap_statistic_from(data, k_min, &inertias, references, n_init, seed)
+}
+
+/// [`gap_statistic`] from the data's own k-means inertias for k = `k_min`, `k_min` + 1, …
+/// (fitted with the same `n_init` and `seed`, as model selection already has them): only
+/// the reference sets are fitted here.
+pub fn gap_statistic_from(
+    data: &FeatureMatrix,
+    k_min: usize,
+    inertias: &[f64],
+    references: usize,
+    n_init: usize,
+    seed: u64,
+) -> Result<Gap, String> {
+    let (n, d) = (data.n_rows(), data.n_cols());
+    let k_max = (k_min + inertias.len()).saturating_sub(1);
+    if k_min == 0 || inertias.is_empty() || k_max >= n {
         return Err(format!(
             "the gap statistic needs 1 ≤ k_min ≤ k_max < rows (got {k_min}..={k_max} for {n} rows)"
         ));
@@ -60,10 +91,7 @@ pub fn gap_statistic(
         }
     }
     let ks: Vec<usize> = (k_min..=k_max).collect();
-    let log_w = ks
-        .iter()
-        .map(|&k| log_wcss(data, k, seed, n_init))
-        .collect::<Result<Vec<f64>, String>>()?;
+    let log_w: Vec<f64> = inertias.iter().map(|&w| log_of(w)).collect();
     // refs[b][i]: log W of reference b at ks[i].
     let mut refs = Vec::with_capacity(references);
     for b in 0..references {
@@ -82,7 +110,7 @@ pub fn gap_statistic(
         let reference = data.with_data(values).map_err(|e| e.to_string())?;
         refs.push(
             ks.iter()
-                .map(|&k| log_wcss(&reference, k, seed.wrapping_add(b as u64), n_init))
+                .map(|&k| wcss(&reference, k, seed.wrapping_add(b as u64), n_init).map(log_of))
                 .collect::<Result<Vec<f64>, String>>()?,
         );
     }

@@ -224,17 +224,17 @@ impl KdTree {
         }
     }
 
-    /// The nearest row to `q` and its squared distance (ties: the smaller row); `None` for an
-    /// empty tree.
-    pub fn nearest(&self, q: &[f64]) -> Option<(usize, f64)> {
+    /// Best-first search: visits leaf rows nearest-subtree first, skipping subtrees farther
+    /// than the bound that `visit(row, squared distance)` returns after each row.
+    fn best_first(&self, q: &[f64], mut visit: impl FnMut(usize, f64) -> f64) {
         if self.nodes.is_empty() {
-            return None;
+            return;
         }
         let d = self.d;
-        let mut best: (usize, f64) = (usize::MAX, f64::INFINITY);
+        let mut bound = f64::INFINITY;
         let mut stack = vec![0usize];
         while let Some(node) = stack.pop() {
-            if self.box_distance2(node, q) > best.1 {
+            if self.box_distance2(node, q) > bound {
                 continue;
             }
             let n = &self.nodes[node];
@@ -242,16 +242,25 @@ impl KdTree {
                 for p in n.start..n.end {
                     let x = &self.points[p * d..(p + 1) * d];
                     let s: f64 = x.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
-                    let row = self.order[p];
-                    if s < best.1 || (s == best.1 && row < best.0) {
-                        best = (row, s);
-                    }
+                    bound = visit(self.order[p], s);
                 }
             } else {
                 self.push_nearer_last(&mut stack, n, q);
             }
         }
-        Some(best)
+    }
+
+    /// The nearest row to `q` and its squared distance (ties: the smaller row); `None` for an
+    /// empty tree.
+    pub fn nearest(&self, q: &[f64]) -> Option<(usize, f64)> {
+        let mut best: Option<(usize, f64)> = None;
+        self.best_first(q, |row, s| {
+            if best.is_none_or(|(r, b)| s < b || (s == b && row < r)) {
+                best = Some((row, s));
+            }
+            best.map_or(f64::INFINITY, |b| b.1)
+        });
+        best
     }
 
     /// Distance from `q` to its `k`-th nearest row (k ≥ 1; a row of the tree counts itself
@@ -260,38 +269,21 @@ impl KdTree {
         if k == 0 || k > self.len() {
             return None;
         }
-        let d = self.d;
         // The k smallest squared distances so far, as a max-heap.
         let mut best: std::collections::BinaryHeap<Ordered> = std::collections::BinaryHeap::new();
-        let bound = |best: &std::collections::BinaryHeap<Ordered>| {
+        self.best_first(q, |_, s| {
+            if best.len() < k {
+                best.push(Ordered(s));
+            } else if best.peek().is_some_and(|o| s < o.0) {
+                best.pop();
+                best.push(Ordered(s));
+            }
             if best.len() < k {
                 f64::INFINITY
             } else {
                 best.peek().map_or(f64::INFINITY, |o| o.0)
             }
-        };
-        let mut stack = vec![0usize];
-        while let Some(node) = stack.pop() {
-            if self.box_distance2(node, q) > bound(&best) {
-                continue;
-            }
-            let n = &self.nodes[node];
-            if n.left == 0 {
-                for p in n.start..n.end {
-                    let x = &self.points[p * d..(p + 1) * d];
-                    let s: f64 = x.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
-                    if best.len() < k {
-                        best.push(Ordered(s));
-                    } else if s < bound(&best) {
-                        best.pop();
-                        best.push(Ordered(s));
-                    }
-                }
-            } else {
-                // Nearer child last, so it is searched first.
-                self.push_nearer_last(&mut stack, n, q);
-            }
-        }
+        });
         best.peek().map(|o| o.0.sqrt())
     }
 }
@@ -363,7 +355,24 @@ mod tests {
                 );
             }
         }
+        // Nearest row to points off the data (with exact ties: the smaller row wins).
+        for t in 0..50 {
+            let q: Vec<f64> = (0..d)
+                .map(|j| f64::from((t * 7 + j * 3) as u8 % 20) / 4.0 + 0.125)
+                .collect();
+            let d2 = |i: usize| {
+                (0..d)
+                    .map(|j| (data[i * d + j] - q[j]).powi(2))
+                    .sum::<f64>()
+            };
+            let want = (0..n).fold(
+                (0, f64::INFINITY),
+                |b, i| if d2(i) < b.1 { (i, d2(i)) } else { b },
+            );
+            assert_eq!(tree.nearest(&q), Some(want), "query {t}");
+        }
         assert!(tree.kth_distance(&data[..d], n + 1).is_none());
         assert!(KdTree::new(&[], 2).is_empty());
+        assert!(KdTree::new(&[], 2).nearest(&[0.0, 0.0]).is_none());
     }
 }

@@ -389,6 +389,12 @@ fn assign_stats(data: &[f64], d: usize, centroids: &[f64], k: usize) -> (Vec<f64
     reduce_partials(partials, k, d)
 }
 
+/// Adds one chunk's per-cluster sums and counts (or their changes) to the totals.
+fn add_into<C: Copy + std::ops::AddAssign>(sums: &mut [f64], counts: &mut [C], s: &[f64], c: &[C]) {
+    sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+    counts.iter_mut().zip(c).for_each(|(a, &b)| *a += b);
+}
+
 /// Chunk partials summed in chunk order (the same result on any number of threads).
 fn reduce_partials(
     partials: Vec<(Vec<f64>, Vec<u64>, f64)>,
@@ -399,8 +405,7 @@ fn reduce_partials(
     let mut counts = vec![0u64; k];
     let mut inertia = 0.0;
     for (s, c, i) in partials {
-        sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-        counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+        add_into(&mut sums, &mut counts, &s, &c);
         inertia += i;
     }
     (sums, counts, inertia)
@@ -969,8 +974,7 @@ fn hamerly(
         .collect();
     let (mut sums, mut counts) = (vec![0.0; k * d], vec![0i64; k]);
     for (s, c) in &parts {
-        sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-        counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+        add_into(&mut sums, &mut counts, s, c);
     }
     let mut n_iter = 0;
     while n_iter < max_iter {
@@ -1038,8 +1042,7 @@ fn hamerly(
             })
             .collect();
         for (s, c) in deltas.iter().flatten() {
-            sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-            counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+            add_into(&mut sums, &mut counts, s, c);
         }
         if last {
             break;

@@ -21,14 +21,14 @@ mod scale;
 mod select;
 mod stability;
 
-pub use agreement::{Agreement, agreement, calinski_harabasz, davies_bouldin};
+pub use agreement::{Agreement, agreement, calinski_harabasz, davies_bouldin, internal_indices};
 pub use clv::{
     BgNbd, ClvError, CustomerSummary, FitSettings, GammaGamma, ParetoNbd, Variant,
     customer_lifetime_value, hyp2f1, summarize,
 };
 pub use dbscan::{Dbscan, DbscanError, KDistance, k_distance};
 pub use fuzzy::{FuzzyCMeans, FuzzyError, FuzzyParams};
-pub use gap::{Gap, gap_statistic};
+pub use gap::{Gap, gap_statistic, gap_statistic_from};
 pub use gmm::{Covariance, Gmm, GmmError, GmmParams};
 pub use hierarchical::{Dendrogram, HierarchicalError, Linkage, MAX_MATRIX_ROWS, Merge};
 pub use kdtree::KdTree;

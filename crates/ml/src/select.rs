@@ -135,12 +135,13 @@ pub fn score_labels(
     let mut sizes = vec![0usize; k];
     labels.iter().for_each(|&l| sizes[l as usize] += 1);
     let smallest_share = sizes.iter().copied().min().unwrap_or(0) as f64 / n as f64;
+    let indices = crate::agreement::internal_indices(data, labels).ok();
     KCandidate {
         k,
         wcss,
         silhouette: silhouette_sampled(data, labels, params.silhouette_sample, params.seed),
-        calinski_harabasz: crate::calinski_harabasz(data, labels).ok(),
-        davies_bouldin: crate::davies_bouldin(data, labels).ok(),
+        calinski_harabasz: indices.map(|i| i.0),
+        davies_bouldin: indices.map(|i| i.1),
         bic: None,
         gap: None,
         gap_sd: None,
@@ -327,10 +328,12 @@ pub fn select_k(
         progress(k);
     }
     if params.gap_references > 0 {
-        let gap = crate::gap_statistic(
+        // The data's own fits are the candidates above; only the references are fitted.
+        let inertias: Vec<f64> = candidates.iter().map(|c| c.wcss).collect();
+        let gap = crate::gap::gap_statistic_from(
             data,
             params.k_min,
-            k_max,
+            &inertias,
             params.gap_references.max(2),
             params.n_init,
             params.seed,

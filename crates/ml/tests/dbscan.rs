@@ -12,15 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use strata_core::FeatureMatrix;
 use strata_ml::{Dbscan, DbscanError, KMeansParams, adjusted_rand_index, k_distance};
 
-fn matrix(values: Vec<f64>, d: usize) -> FeatureMatrix {
-    let n = values.len() / d;
-    FeatureMatrix::new(
-        (0..n).map(|i| i.to_string()).collect(),
-        (0..d).map(|j| format!("x{j}")).collect(),
-        values,
-    )
-    .unwrap()
-}
+mod common;
+use common::matrix;
 
 /// Two interleaved half-moons with a little jitter, plus uniform noise.
 fn moons(n: usize, noise: usize, seed: u64) -> (FeatureMatrix, Vec<i32>) {

@@ -203,6 +203,24 @@ fn the_gap_statistic_finds_the_groups_and_says_one_for_a_uniform_cloud() {
     let g = strata_ml::gap_statistic(&data, 1, 6, 8, 2, 1).unwrap();
     assert_eq!(g.chosen, 3, "{g:?}");
     assert_eq!(g.ks, vec![1, 2, 3, 4, 5, 6]);
+    // From the data's own inertias (as model selection passes them): the same statistic.
+    let inertias: Vec<f64> = (1..=6)
+        .map(|k| {
+            KMeansParams::new(k)
+                .seed(1)
+                .n_init(2)
+                .check()
+                .unwrap()
+                .fit(&data)
+                .unwrap()
+                .inertia()
+        })
+        .collect();
+    let from = strata_ml::gap_statistic_from(&data, 1, &inertias, 8, 2, 1).unwrap();
+    assert_eq!(
+        (from.gap, from.s, from.chosen),
+        (g.gap.clone(), g.s.clone(), g.chosen)
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let cloud = FeatureMatrix::new(
         (0..600).map(|i| i.to_string()).collect(),

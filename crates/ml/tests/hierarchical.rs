@@ -12,15 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use strata_core::FeatureMatrix;
 use strata_ml::{Dendrogram, HierarchicalError, Linkage, adjusted_rand_index};
 
-fn matrix(values: Vec<f64>, d: usize) -> FeatureMatrix {
-    let n = values.len() / d;
-    FeatureMatrix::new(
-        (0..n).map(|i| i.to_string()).collect(),
-        (0..d).map(|j| format!("x{j}")).collect(),
-        values,
-    )
-    .unwrap()
-}
+mod common;
+use common::matrix;
 
 /// Repeatedly merge the closest pair of clusters, with cluster distances recomputed from
 /// their rows: Ward as √(2·|A||B|/(|A|+|B|))·‖c_A − c_B‖. Returns the sorted heights.

@@ -15,15 +15,8 @@ use strata_ml::{
     KPrototypes, KPrototypesParams, Linkage, Scaler, ScalerKind, SegmentationModel,
 };
 
-fn matrix(values: Vec<f64>, d: usize) -> FeatureMatrix {
-    let n = values.len() / d;
-    FeatureMatrix::new(
-        (0..n).map(|i| format!("c{i}")).collect(),
-        (0..d).map(|j| format!("f{j}")).collect(),
-        values,
-    )
-    .unwrap()
-}
+mod common;
+use common::matrix;
 
 /// Three separated groups in two dimensions.
 fn groups(n: usize, seed: u64) -> FeatureMatrix {

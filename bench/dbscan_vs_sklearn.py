@@ -7,39 +7,24 @@ Blobs n × 8 with 8 centres (seed 0, std 1); scikit-learn's DBSCAN(n_jobs=2) and
 ARI between the two labellings and of each against the true blobs, and peak memory.
 """
 import json
-import os
-import resource
-import subprocess
 import sys
-import tempfile
-import time
 
 import numpy as np
 from sklearn.cluster import DBSCAN
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
+from cluster_common import median_seconds, python_peak_mib, run_strata, write_csv
+
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 eps = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
 min_samples = int(sys.argv[3]) if len(sys.argv) > 3 else 10
 repeats = int(sys.argv[4]) if len(sys.argv) > 4 else 3
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-example = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")),
-                       "release/examples/cluster_bench")
 X, truth = make_blobs(n_samples=n, n_features=8, centers=8, cluster_std=1.0, random_state=0)
-path = os.path.join(tempfile.mkdtemp(prefix="strata-dbscan-"), "blobs.csv")
-with open(path, "w") as f:
-    for row, l in zip(X, truth):
-        f.write(",".join(repr(float(v)) for v in row) + f",{l}\n")
-times = []
-for _ in range(repeats):
-    t = time.perf_counter()
-    sk = DBSCAN(eps=eps, min_samples=min_samples, n_jobs=2).fit(X)
-    times.append(time.perf_counter() - t)
-sk_time = float(np.median(times))
-run = subprocess.run(["/usr/bin/time", "-f", "%M", example, "dbscan", path, str(eps), str(min_samples),
-                      str(repeats)], check=True, capture_output=True, text=True)
-ours = json.loads(run.stdout)
+path = write_csv(X, truth, "strata-dbscan-")
+sk_time, sk = median_seconds(lambda: DBSCAN(eps=eps, min_samples=min_samples, n_jobs=2).fit(X),
+                             repeats)
+ours, peak = run_strata("dbscan", path, eps, min_samples, repeats)
 labels = np.array(ours["labels"])
 print(json.dumps({
     "n": n, "eps": eps, "min_samples": min_samples,
@@ -50,5 +35,4 @@ print(json.dumps({
     "ari_strata_vs_sklearn": adjusted_rand_score(sk.labels_, labels),
     "ari_strata_vs_truth": adjusted_rand_score(truth, labels),
     "ari_sklearn_vs_truth": adjusted_rand_score(truth, sk.labels_),
-    "python_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "strata_peak_mib": int(run.stderr.strip().splitlines()[-1]) / 1024}, indent=1))
+    "python_peak_mib": python_peak_mib(), "strata_peak_mib": peak}, indent=1))

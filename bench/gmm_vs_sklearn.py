@@ -8,11 +8,7 @@ means_init and precisions_init computed from them), run exactly `iterations` EM 
 full covariances (tol = 0) and report seconds per iteration and the final mean log-likelihood.
 """
 import json
-import resource
-import os
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 
@@ -22,20 +18,16 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
+from cluster_common import python_peak_mib, run_strata, write_csv
+
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 iters = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 k, d = 8, 8
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-example = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")),
-                       "release/examples/cluster_bench")
 
 X, _ = make_blobs(n_samples=n, n_features=d, centers=k, cluster_std=1.5, random_state=0)
 labels = KMeans(n_clusters=k, n_init=1, random_state=0).fit(X).labels_
-path = os.path.join(tempfile.mkdtemp(prefix="strata-gmm-"), "blobs.csv")
-with open(path, "w") as f:
-    for row, l in zip(X, labels):
-        f.write(",".join(repr(float(v)) for v in row) + f",{l}\n")
+path = write_csv(X, labels, "strata-gmm-")
 
 # The M-step from one-hot responsibilities, as both sides start.
 resp = np.zeros((n, k)); resp[np.arange(n), labels] = 1
@@ -59,10 +51,7 @@ for _ in range(repeats):
         times.append((time.perf_counter() - t) / iters)
     ll = gm.score(X)
 sk = float(np.median(times))
-run = subprocess.run(["/usr/bin/time", "-f", "%M", example, "gmm", path, str(iters), str(repeats)],
-                     check=True, capture_output=True, text=True)
-ours = json.loads(run.stdout)
-strata_peak_kib = int(run.stderr.strip().splitlines()[-1])
+ours, peak = run_strata("gmm", path, iters, repeats)
 print(json.dumps({"n": n, "d": d, "k": k, "iterations": iters,
                   "sklearn_seconds_per_iteration": sk, "sklearn_log_likelihood": ll,
                   "strata_seconds_per_iteration": ours["seconds_per_iteration"],
@@ -70,6 +59,5 @@ print(json.dumps({"n": n, "d": d, "k": k, "iterations": iters,
                   "ratio": sk / ours["seconds_per_iteration"],
                   # Peak RSS: the whole Python process (data, k-means, the mixture) and the
                   # Rust example (CSV text, data, the mixture) under GNU time.
-                  "python_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "strata_peak_mib": strata_peak_kib / 1024},
+                  "python_peak_mib": python_peak_mib(), "strata_peak_mib": peak},
                  indent=1))

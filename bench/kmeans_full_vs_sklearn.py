@@ -10,14 +10,13 @@ scikit-learn is skipped above 1,000,000 rows (pass "sk" as the last argument to 
 """
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
-import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
+
+from cluster_common import run_strata, write_npy
 
 args = sys.argv[1:]
 force_sk = bool(args) and args[-1] == "sk"
@@ -26,20 +25,14 @@ if force_sk:
 d = int(args[0]) if len(args) > 0 else 8
 k = int(args[1]) if len(args) > 1 else 8
 sizes = [int(a) for a in args[2:]] or [100_000, 1_000_000]
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-example = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")),
-                       "release/examples/cluster_bench")
 rows = []
 for n in sizes:
     X, _ = make_blobs(n_samples=n, n_features=d, centers=k, cluster_std=2.0,
                       center_box=(-6, 6), random_state=0)
-    path = os.path.join(tempfile.mkdtemp(prefix="strata-kmfull-"), "blobs.npy")
-    np.save(path, np.ascontiguousarray(X, dtype="<f8"))
-    run = subprocess.run(["/usr/bin/time", "-f", "%M", example, "kmeans-full", path, str(k), "10"],
-                         check=True, capture_output=True, text=True)
-    ours = json.loads(run.stdout)
+    path = write_npy(X, "strata-kmfull-")
+    ours, peak = run_strata("kmeans-full", path, k, 10)
     row = {"n": n, "strata_seconds": ours["seconds"], "strata_inertia": ours["inertia"],
-           "strata_peak_mib": int(run.stderr.strip().splitlines()[-1]) / 1024}
+           "strata_peak_mib": peak}
     if n <= 1_000_000 or force_sk:
         t = time.perf_counter()
         model = KMeans(n_clusters=k, n_init=10, algorithm="lloyd", random_state=0).fit(X)

@@ -10,35 +10,26 @@ per iteration (median), iterations run, inertia, the ratio and peak memory, for 
 Lloyd and Hamerly iterations.
 """
 import json
-import os
-import resource
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
+from cluster_common import python_peak_mib, run_strata, write_npy
+
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 d = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 k = int(sys.argv[3]) if len(sys.argv) > 3 else 8
 iters = int(sys.argv[4]) if len(sys.argv) > 4 else 20
 repeats = int(sys.argv[5]) if len(sys.argv) > 5 else 3
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-example = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")),
-                       "release/examples/cluster_bench")
 X, _ = make_blobs(n_samples=n, n_features=d, centers=k, cluster_std=2.0, center_box=(-6, 6),
                   random_state=0)
-path = os.path.join(tempfile.mkdtemp(prefix="strata-kmeans-"), "blobs.npy")
-np.save(path, np.ascontiguousarray(X, dtype="<f8"))
+path = write_npy(X, "strata-kmeans-")
 ours, peaks = {}, {}
 for algorithm in ("lloyd", "hamerly"):
-    run = subprocess.run(["/usr/bin/time", "-f", "%M", example, "kmeans", path, str(k), str(iters),
-                          str(repeats), algorithm], check=True, capture_output=True, text=True)
-    ours[algorithm] = json.loads(run.stdout)
-    peaks[algorithm] = int(run.stderr.strip().splitlines()[-1]) / 1024
+    ours[algorithm], peaks[algorithm] = run_strata("kmeans", path, k, iters, repeats, algorithm)
 times, model = [], None
 for _ in range(repeats):
     t = time.perf_counter()
@@ -49,7 +40,7 @@ sk = float(np.median(times))
 report = {"n": n, "d": d, "k": k,
           "sklearn_seconds_per_iteration": sk, "sklearn_iterations": int(model.n_iter_),
           "sklearn_inertia": float(model.inertia_),
-          "python_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+          "python_peak_mib": python_peak_mib()}
 for algorithm, r in ours.items():
     report[algorithm] = {
         "seconds_per_iteration": r["seconds_per_iteration"], "iterations": r["iterations"],

@@ -9,37 +9,22 @@ against the blobs, and peak memory (the Python process's includes scikit-learn's
 matrix; Strata's is the example's whole run).
 """
 import json
-import os
-import resource
-import subprocess
 import sys
-import tempfile
-import time
 
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
+from cluster_common import median_seconds, python_peak_mib, run_strata, write_csv
+
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
 repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-example = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")),
-                       "release/examples/cluster_bench")
 X, truth = make_blobs(n_samples=n, n_features=8, centers=8, cluster_std=1.5, random_state=0)
-path = os.path.join(tempfile.mkdtemp(prefix="strata-ward-"), "blobs.csv")
-with open(path, "w") as f:
-    for row, l in zip(X, truth):
-        f.write(",".join(repr(float(v)) for v in row) + f",{l}\n")
-run = subprocess.run(["/usr/bin/time", "-f", "%M", example, "ward", path, "8", str(repeats)],
-                     check=True, capture_output=True, text=True)
-ours = json.loads(run.stdout)
-times = []
-for _ in range(repeats):
-    t = time.perf_counter()
-    sk = AgglomerativeClustering(n_clusters=8, linkage="ward").fit(X)
-    times.append(time.perf_counter() - t)
-sk_time = float(np.median(times))
+path = write_csv(X, truth, "strata-ward-")
+ours, peak = run_strata("ward", path, 8, repeats)
+sk_time, sk = median_seconds(lambda: AgglomerativeClustering(n_clusters=8, linkage="ward").fit(X),
+                             repeats)
 labels = np.array(ours["labels"])
 print(json.dumps({
     "n": n, "sklearn_seconds": sk_time, "strata_seconds": ours["seconds"],
@@ -47,5 +32,4 @@ print(json.dumps({
     "ari_strata_vs_sklearn": adjusted_rand_score(sk.labels_, labels),
     "ari_strata_vs_truth": adjusted_rand_score(truth, labels),
     "ari_sklearn_vs_truth": adjusted_rand_score(truth, sk.labels_),
-    "python_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "strata_peak_mib": int(run.stderr.strip().splitlines()[-1]) / 1024}, indent=1))
+    "python_peak_mib": python_peak_mib(), "strata_peak_mib": peak}, indent=1))

@@ -87,17 +87,19 @@ impl FeatureMatrix {
         self.names.iter().position(|n| n == name)
     }
 
-    /// The first column whose values are all equal, with that value (none with fewer than two
-    /// rows). Stops at a column's first differing value, so varying data cost O(d) here.
-    pub fn constant_column(&self) -> Option<(usize, f64)> {
-        if self.n_rows() < 2 {
-            return None;
-        }
-        let first = self.row(0);
-        (0..self.n_cols()).find_map(|j| {
-            let v = first[j];
-            self.column(j).all(|x| x == v).then_some((j, v))
+    /// Columns whose values are all equal, in order (none with fewer than two rows). Each
+    /// column stops at its first differing value, so varying data cost O(d) here.
+    pub fn constant_columns(&self) -> impl Iterator<Item = usize> + '_ {
+        let d = if self.n_rows() < 2 { 0 } else { self.n_cols() };
+        (0..d).filter(move |&j| {
+            let v = self.data[j];
+            self.column(j).all(|x| x == v)
         })
+    }
+
+    /// The first constant column, with its value.
+    pub fn constant_column(&self) -> Option<(usize, f64)> {
+        self.constant_columns().next().map(|j| (j, self.data[j]))
     }
 
     /// An error naming the first constant column, if there is one. Clustering refuses such

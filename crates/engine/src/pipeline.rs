@@ -12,7 +12,7 @@ use strata_core::{EntityKind, FeatureMatrix, MatrixError, Quarantined, Transform
 use strata_features::{FeatureEngine, FeatureError, RFM_SEGMENTS};
 use strata_ml::{
     KCandidate, Pca, PcaError, ScaleError, Scaler, SegmentProfile, SegmentationModel,
-    SelectionParams, adjusted_rand_index, membership_summaries, profile_segments, select_k,
+    adjusted_rand_index, membership_summaries, profile_segments,
 };
 use strata_prep::{LoadError, LoadedSource, PreparedSource, SourceConfig, load_source, prepare};
 use strata_report::{ReportError, SourceSummary};
@@ -518,13 +518,8 @@ fn run_stages(
 /// an error when no feature varies.
 fn drop_constant_features(m: FeatureMatrix) -> Result<(FeatureMatrix, Vec<String>), EngineError> {
     let d = m.n_cols();
-    let constant: Vec<usize> = (0..d)
-        .filter(|&j| {
-            let first = m.row(0)[j];
-            m.column(j).all(|v| v == first)
-        })
-        .collect();
-    if constant.is_empty() || m.n_rows() < 2 {
+    let constant: Vec<usize> = m.constant_columns().collect();
+    if constant.is_empty() {
         return Ok((m, Vec::new()));
     }
     let dropped: Vec<String> = constant.iter().map(|&j| m.names()[j].clone()).collect();
@@ -898,27 +893,25 @@ fn sub_segments(
             rows.len()
         )));
     }
-    let params = SelectionParams {
+    // k-means inside the segment, k chosen and segments numbered as for the whole run.
+    let inner = crate::config::SegmentationConfig {
+        algorithm: crate::config::Algorithm::Kmeans,
+        k: None,
         k_min: 2,
         k_max: seg.split_k_max,
-        n_init: seg.n_init,
-        seed: config.run.seed,
-        silhouette_sample: seg.silhouette_sample,
-        min_segment_share: seg.min_segment_share,
         gap_references: 0,
+        ..seg.clone()
     };
-    let mut s = select_k(&sub_clustered, &params, &|_| {})
-        .map_err(|e| EngineError::Model(format!("sub-segments of {}: {e}", parent.name)))?;
-    let k = s.chosen_k;
-    let mut sizes = vec![0usize; k];
-    s.model
-        .labels()
-        .iter()
-        .for_each(|&l| sizes[l as usize] += 1);
-    let mut order: Vec<usize> = (0..k).collect();
-    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then(a.cmp(&b)));
-    s.model.relabel(&order);
-    let sub_labels = s.model.labels().to_vec();
+    let fitted = segment::fit(
+        &inner,
+        &sub_clustered,
+        None,
+        config.run.seed,
+        None,
+        &NoProgress,
+    )
+    .map_err(|e| EngineError::Model(format!("sub-segments of {}: {e}", parent.name)))?;
+    let (k, sub_labels) = (fitted.k, fitted.labels);
     let mut sub_profiles = profile_segments(&sub_raw, &sub_scaled, &sub_labels, k);
     for p in &mut sub_profiles {
         p.name = format!("{} · {}", parent.name, p.name);
@@ -926,8 +919,8 @@ fn sub_segments(
     Ok(SubSegments {
         parent: parent.id,
         parent_name: parent.name.clone(),
-        reason: s.reason,
-        candidates: s.candidates,
+        reason: fitted.reason,
+        candidates: fitted.candidates,
         profiles: sub_profiles,
         rows: rows.into_iter().zip(sub_labels).collect(),
     })

@@ -85,6 +85,17 @@ fn every_algorithm_runs_and_its_saved_model_reassigns_every_customer() {
         let out = dir.path().join("out");
         let summary = strata_engine::run(&config, &out, &NoProgress)
             .unwrap_or_else(|e| panic!("{settings}: {e}"));
+        // The same seed on one worker thread gives the same segments and model, byte for byte.
+        let mut one_thread = config.clone();
+        one_thread.run.threads = 1;
+        let out1 = dir.path().join("one-thread");
+        strata_engine::run(&one_thread, &out1, &NoProgress).unwrap();
+        for file in ["assignments.csv", "model.json", "segments.json"] {
+            assert!(
+                std::fs::read(out.join(file)).unwrap() == std::fs::read(out1.join(file)).unwrap(),
+                "{settings}: {file} depends on the thread count"
+            );
+        }
         let algorithm = config.segmentation.algorithm.name();
         assert_eq!(summary.algorithm, algorithm);
         assert_eq!(

@@ -288,8 +288,8 @@ struct Assignment {
 /// compiled once more with AVX2 and chosen at run time on CPUs that have it (the portable
 /// build targets SSE2 only); no FMA is used, so both versions give identical results.
 /// Without `labels` and `dists` (Lloyd's iterations need only the sums) the pass only reads
-/// the data: writing 12 bytes per row into freshly allocated vectors cost a Lloyd iteration
-/// at 1M × 8 a third of its time, most of it in page faults.
+/// the data: writing 12 bytes per row into vectors allocated afresh each iteration cost a
+/// Lloyd iteration at 1M × 8 about a quarter of its time (11.6–12.4 → 9.0 ms).
 struct AssignRows<'a> {
     rows: &'a [f64],
     labels: Option<&'a mut [u32]>,

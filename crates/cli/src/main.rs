@@ -1,6 +1,8 @@
 //! `strata`: customer segmentation from the command line.
 #![allow(clippy::print_stdout, reason = "a CLI prints its results")]
 
+mod serve;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
@@ -95,6 +97,27 @@ enum Command {
         /// Output CSV (default: <input stem>.segments.csv beside the input).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Run the live service on a data directory: Segment-compatible event ingestion under
+    /// /v1 (point a Segment or RudderStack SDK's host here), the admin API under /api,
+    /// /openapi.json, /metrics, /health and /ready. On first start it creates a write key
+    /// and an admin key (saved in <data>/admin.key) unless given.
+    Serve {
+        /// Data directory (created if missing): the store strata.redb lives here.
+        #[arg(long, default_value = "strata-data")]
+        data: PathBuf,
+        /// Address to listen on (port 0 picks a free one; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: String,
+        /// A write key to accept (added to the store if new); repeatable.
+        #[arg(long = "write-key")]
+        write_keys: Vec<String>,
+        /// An admin key to accept (added to the store if new); default: $STRATA_ADMIN_KEY.
+        #[arg(long)]
+        admin_key: Option<String>,
+        /// Async worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Generate a realistic e-commerce world with known latent segments.
     Generate {
@@ -491,6 +514,18 @@ fn main() -> ExitCode {
                     input.with_file_name(format!("{stem}.segments.csv"))
                 });
                 assign(model, input, &out)
+            }
+            Command::Serve {
+                data,
+                listen,
+                write_keys,
+                admin_key,
+                threads,
+            } => {
+                let admin = admin_key
+                    .clone()
+                    .or_else(|| std::env::var("STRATA_ADMIN_KEY").ok());
+                serve::serve(data, listen, write_keys, admin.as_deref(), *threads)
             }
             Command::Generate {
                 customers,

@@ -18,15 +18,18 @@
 //! if [`Store::append`] reported it [`Outcome::Stored`] (or a later append reported it a
 //! duplicate).
 
+mod commit;
+pub mod export;
 pub mod wire;
+
+pub use commit::{MAX_IDENTITIES, MAX_TRAITS};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const MESSAGE_IDS: TableDefinition<&str, u64> = TableDefinition::new("message_ids");
@@ -36,9 +39,10 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Trait changes by (profile, change number): kept out of the profile record so that an
 /// event does not rewrite a profile's whole history.
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("trait_history");
-
-/// Messages one write transaction takes at most (the rest wait for the next).
-const MAX_GROUP: usize = 20_000;
+/// Each profile's events by (profile, seq); a merge moves them to the surviving profile.
+const PROFILE_EVENTS: TableDefinition<(&str, u64), ()> = TableDefinition::new("profile_events");
+/// API keys by their secret value.
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -71,6 +75,20 @@ pub enum Kind {
     Screen,
     Group,
     Alias,
+}
+
+impl Kind {
+    /// The name Segment uses in `type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Identify => "identify",
+            Kind::Track => "track",
+            Kind::Page => "page",
+            Kind::Screen => "screen",
+            Kind::Group => "group",
+            Kind::Alias => "alias",
+        }
+    }
 }
 
 /// A validated message, as the ingestion API hands it to the store.
@@ -125,10 +143,40 @@ pub struct Profile {
     pub traits: Map<String, Value>,
     /// Event time of each trait's current value.
     pub trait_times: BTreeMap<String, i64>,
+    /// Consent per category, from `context.consent.categoryPreferences` (latest event wins).
+    #[serde(default)]
+    pub consent: BTreeMap<String, Consent>,
     pub first_seen: i64,
     pub last_seen: i64,
     pub events: u64,
     pub merged_from: Vec<String>,
+}
+
+/// One consent answer and when it was given (event time, µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    pub granted: bool,
+    pub timestamp: i64,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// Send events to `/v1/...`.
+    Write,
+    /// Read profiles and manage keys under `/api/...`.
+    Admin,
+}
+
+/// An API key as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub key: String,
+    pub kind: KeyKind,
+    pub name: String,
+    /// µs since the epoch.
+    pub created_at: i64,
 }
 
 /// A stored event: the message, its position and its profile at the time it was stored.
@@ -158,11 +206,24 @@ pub struct WriterStats {
     pub commits: u64,
     /// Messages stored (duplicates and rejections not counted).
     pub stored: u64,
+    /// Messages whose `messageId` was already stored.
+    pub duplicates: u64,
+    /// Messages refused by the store (no usable identity).
+    pub rejected: u64,
+    /// Merges, identities and traits left out by the per-profile limits.
+    pub limited: u64,
 }
 
-struct Job {
-    messages: Vec<Message>,
-    reply: mpsc::SyncSender<Result<Vec<Outcome>, StoreError>>,
+/// A profile search: every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Search {
+    /// Trait name and the value it must equal (strings compare case-insensitively).
+    pub traits: Vec<(String, Value)>,
+    /// Seen at or after this time (µs).
+    pub seen_after: Option<i64>,
+    /// Only profiles whose id sorts after this one (the previous page's last id).
+    pub after: Option<String>,
+    pub limit: usize,
 }
 
 /// The store: cheap to clone, safe to share between threads. When the last clone is
@@ -174,7 +235,7 @@ pub struct Store {
 
 struct Inner {
     db: Arc<Database>,
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Option<mpsc::Sender<commit::Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
     stats: Arc<Mutex<WriterStats>>,
 }
@@ -218,16 +279,19 @@ impl Store {
             txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(HISTORY)
                 .map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(PROFILE_EVENTS)
+                .map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(KEYS).map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         let db = Arc::new(db);
         let stats = Arc::new(Mutex::new(WriterStats::default()));
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<commit::Job>();
         let writer_db = Arc::clone(&db);
         let writer_stats = Arc::clone(&stats);
         let writer = std::thread::Builder::new()
             .name("strata-store-writer".into())
-            .spawn(move || writer(&writer_db, &queue, &writer_stats))
+            .spawn(move || commit::writer(&writer_db, &queue, &writer_stats))
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -243,13 +307,37 @@ impl Store {
     /// transaction holding them is committed.
     pub fn append(&self, messages: Vec<Message>) -> Result<Vec<Outcome>, StoreError> {
         let (reply, done) = mpsc::sync_channel(1);
-        self.inner
-            .jobs
-            .as_ref()
-            .ok_or(StoreError::Stopped)?
-            .send(Job { messages, reply })
-            .map_err(|_| StoreError::Stopped)?;
+        self.submit(
+            messages,
+            Box::new(move |r| {
+                let _ = reply.send(r);
+            }),
+        );
         done.recv().map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Like [`Store::append`] without waiting: `reply` is called with the outcomes once the
+    /// transaction holding them is durable (or with the error), on the writer's thread.
+    pub fn submit(
+        &self,
+        messages: Vec<Message>,
+        reply: Box<dyn FnOnce(Result<Vec<Outcome>, StoreError>) + Send>,
+    ) {
+        let Some(jobs) = self.inner.jobs.as_ref() else {
+            reply(Err(StoreError::Stopped));
+            return;
+        };
+        if let Err(mpsc::SendError(job)) = jobs.send(commit::Job { messages, reply }) {
+            (job.reply)(Err(StoreError::Stopped));
+        }
+    }
+
+    /// True when the database answers a read.
+    pub fn ready(&self) -> bool {
+        self.inner
+            .db
+            .begin_read()
+            .is_ok_and(|t| t.open_table(META).is_ok())
     }
 
     pub fn stats(&self) -> WriterStats {
@@ -306,267 +394,136 @@ impl Store {
             None => Ok(None),
         }
     }
-}
 
-/// The writer thread: one job, plus whatever else is already waiting, per transaction.
-fn writer(db: &Database, queue: &mpsc::Receiver<Job>, stats: &Mutex<WriterStats>) {
-    while let Ok(first) = queue.recv() {
-        let mut jobs = vec![first];
-        let mut waiting = jobs[0].messages.len();
-        while waiting < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(job) => {
-                    waiting += job.messages.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        match commit(db, &jobs) {
-            Ok(outcomes) => {
-                if let Ok(mut s) = stats.lock() {
-                    s.commits += 1;
-                    s.stored += outcomes
-                        .iter()
-                        .flatten()
-                        .filter(|o| matches!(o, Outcome::Stored { .. }))
-                        .count() as u64;
-                }
-                for (job, out) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(out));
-                }
-            }
-            Err(e) => {
-                // Nothing of the transaction was written: every caller gets the error.
-                for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Write(e.to_string())));
-                }
-            }
-        }
-    }
-}
-
-fn next(meta: &mut redb::Table<'_, &str, u64>, key: &str) -> Result<u64, StoreError> {
-    let n = meta.get(key).map_err(write_err)?.map_or(0, |v| v.value());
-    meta.insert(key, n + 1).map_err(write_err)?;
-    Ok(n)
-}
-
-fn load_profile(
-    profiles: &redb::Table<'_, &str, &[u8]>,
-    id: &str,
-) -> Result<Option<Profile>, StoreError> {
-    match profiles.get(id).map_err(write_err)? {
-        Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(write_err)?)),
-        None => Ok(None),
-    }
-}
-
-/// Profile ids sort by creation: `p` + a zero-padded counter.
-fn profile_id(n: u64) -> String {
-    format!("p{n:012}")
-}
-
-/// Sets the trait unless the profile already has a value from a later event.
-fn set_trait(p: &mut Profile, change: &TraitChange) {
-    let newer = p
-        .trait_times
-        .get(&change.name)
-        .is_none_or(|&t| change.timestamp >= t);
-    if newer {
-        p.traits.insert(change.name.clone(), change.value.clone());
-        p.trait_times.insert(change.name.clone(), change.timestamp);
-    }
-}
-
-/// Folds `other` (and its trait changes) into `into`: identities, traits by event time,
-/// counters.
-fn merge(into: &mut Profile, other: Profile, changes: &[TraitChange]) {
-    for id in other.identities {
-        if !into.identities.contains(&id) {
-            into.identities.push(id);
-        }
-    }
-    for c in changes {
-        set_trait(into, c);
-    }
-    into.first_seen = into.first_seen.min(other.first_seen);
-    into.last_seen = into.last_seen.max(other.last_seen);
-    into.events += other.events;
-    into.merged_from.push(other.id);
-    into.merged_from.extend(other.merged_from);
-}
-
-/// The identities a message names, blocked values left out.
-fn identities_of(
-    m: &Message,
-    identities: &redb::Table<'_, &str, &str>,
-) -> Result<Vec<String>, StoreError> {
-    let mut out = Vec::new();
-    if let Some(u) = m.user_id.as_deref().filter(|u| !is_blocked_identifier(u)) {
-        out.push(format!("user:{}", u.trim()));
-    }
-    if let Some(a) = m
-        .anonymous_id
-        .as_deref()
-        .filter(|a| !is_blocked_identifier(a))
-    {
-        out.push(format!("anon:{}", a.trim()));
-    }
-    if let Some(prev) = m
-        .previous_id
-        .as_deref()
-        .filter(|p| !is_blocked_identifier(p))
-    {
-        // Either kind of identity: whichever is known, else a user id.
-        let (user, anon) = (
-            format!("user:{}", prev.trim()),
-            format!("anon:{}", prev.trim()),
-        );
-        if identities.get(anon.as_str()).map_err(write_err)?.is_some()
-            && identities.get(user.as_str()).map_err(write_err)?.is_none()
+    /// The `limit` most recent events of the profile with this id or identity, newest first.
+    pub fn recent_events(&self, key: &str, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let Some(profile) = self.profile(key)? else {
+            return Ok(Vec::new());
+        };
+        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let index = txn.open_table(PROFILE_EVENTS).map_err(read_err)?;
+        let events = txn.open_table(EVENTS).map_err(read_err)?;
+        let id = profile.id.as_str();
+        let mut out = Vec::new();
+        for entry in index
+            .range((id, 0u64)..=(id, u64::MAX))
+            .map_err(read_err)?
+            .rev()
+            .take(limit)
         {
-            out.push(anon);
-        } else {
-            out.push(user);
-        }
-    }
-    out.dedup();
-    Ok(out)
-}
-
-/// One transaction for all `jobs`; outcomes per job, per message.
-fn commit(db: &Database, jobs: &[Job]) -> Result<Vec<Vec<Outcome>>, StoreError> {
-    let txn = db.begin_write().map_err(write_err)?;
-    let mut all = Vec::with_capacity(jobs.len());
-    {
-        let mut events = txn.open_table(EVENTS).map_err(write_err)?;
-        let mut message_ids = txn.open_table(MESSAGE_IDS).map_err(write_err)?;
-        let mut identities = txn.open_table(IDENTITIES).map_err(write_err)?;
-        let mut profiles = txn.open_table(PROFILES).map_err(write_err)?;
-        let mut meta = txn.open_table(META).map_err(write_err)?;
-        let mut history = txn.open_table(HISTORY).map_err(write_err)?;
-        for job in jobs {
-            let mut outcomes = Vec::with_capacity(job.messages.len());
-            for m in &job.messages {
-                if let Some(seq) = message_ids.get(m.message_id.as_str()).map_err(write_err)? {
-                    outcomes.push(Outcome::Duplicate { seq: seq.value() });
-                    continue;
-                }
-                let ids = identities_of(m, &identities)?;
-                if ids.is_empty() {
-                    outcomes.push(Outcome::Rejected(
-                        "no usable userId or anonymousId (missing, or a blocked value such as \"null\")"
-                            .into(),
-                    ));
-                    continue;
-                }
-                // The profiles these identities belong to, oldest first.
-                let mut owners: Vec<String> = Vec::new();
-                for id in &ids {
-                    if let Some(p) = identities.get(id.as_str()).map_err(write_err)? {
-                        let p = p.value().to_string();
-                        if !owners.contains(&p) {
-                            owners.push(p);
-                        }
-                    }
-                }
-                owners.sort();
-                let mut profile = match owners.first() {
-                    Some(id) => load_profile(&profiles, id)?.ok_or_else(|| {
-                        StoreError::Write(format!("identity points at a missing profile {id}"))
-                    })?,
-                    None => Profile {
-                        id: profile_id(next(&mut meta, "next_profile")?),
-                        identities: Vec::new(),
-                        traits: Map::new(),
-                        trait_times: BTreeMap::new(),
-                        first_seen: m.timestamp,
-                        last_seen: m.timestamp,
-                        events: 0,
-                        merged_from: Vec::new(),
-                    },
-                };
-                for other_id in owners.iter().skip(1) {
-                    if let Some(other) = load_profile(&profiles, other_id)? {
-                        for id in &other.identities {
-                            identities
-                                .insert(id.as_str(), profile.id.as_str())
-                                .map_err(write_err)?;
-                        }
-                        profiles.remove(other_id.as_str()).map_err(write_err)?;
-                        // Its trait changes move to the survivor, keeping their numbers.
-                        let moved: Vec<(u64, Vec<u8>)> = history
-                            .range((other_id.as_str(), 0u64)..=(other_id.as_str(), u64::MAX))
-                            .map_err(write_err)?
-                            .map(|e| e.map(|(k, v)| (k.value().1, v.value().to_vec())))
-                            .collect::<Result<_, _>>()
-                            .map_err(write_err)?;
-                        let mut changes = Vec::with_capacity(moved.len());
-                        for (n, bytes) in &moved {
-                            history.remove((other_id.as_str(), *n)).map_err(write_err)?;
-                            history
-                                .insert((profile.id.as_str(), *n), bytes.as_slice())
-                                .map_err(write_err)?;
-                            changes.push(
-                                serde_json::from_slice::<TraitChange>(bytes).map_err(write_err)?,
-                            );
-                        }
-                        changes.sort_by_key(|c| c.timestamp);
-                        merge(&mut profile, other, &changes);
-                    }
-                }
-                for id in &ids {
-                    if !profile.identities.contains(id) {
-                        profile.identities.push(id.clone());
-                    }
-                    identities
-                        .insert(id.as_str(), profile.id.as_str())
-                        .map_err(write_err)?;
-                }
-                if m.kind == Kind::Identify {
-                    for (name, value) in &m.traits {
-                        let change = TraitChange {
-                            name: name.clone(),
-                            value: value.clone(),
-                            timestamp: m.timestamp,
-                            message_id: m.message_id.clone(),
-                        };
-                        set_trait(&mut profile, &change);
-                        let n = next(&mut meta, "next_change")?;
-                        let bytes = serde_json::to_vec(&change).map_err(write_err)?;
-                        history
-                            .insert((profile.id.as_str(), n), bytes.as_slice())
-                            .map_err(write_err)?;
-                    }
-                }
-                profile.first_seen = profile.first_seen.min(m.timestamp);
-                profile.last_seen = profile.last_seen.max(m.timestamp);
-                profile.events += 1;
-                let seq = next(&mut meta, "next_seq")?;
-                let stored = StoredEvent {
-                    seq,
-                    profile: profile.id.clone(),
-                    message: m.clone(),
-                };
-                let bytes = serde_json::to_vec(&stored).map_err(write_err)?;
-                events.insert(seq, bytes.as_slice()).map_err(write_err)?;
-                message_ids
-                    .insert(m.message_id.as_str(), seq)
-                    .map_err(write_err)?;
-                let bytes = serde_json::to_vec(&profile).map_err(write_err)?;
-                profiles
-                    .insert(profile.id.as_str(), bytes.as_slice())
-                    .map_err(write_err)?;
-                outcomes.push(Outcome::Stored {
-                    seq,
-                    profile: profile.id.clone(),
-                });
+            let (k, _) = entry.map_err(read_err)?;
+            if let Some(v) = events.get(k.value().1).map_err(read_err)? {
+                out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
             }
-            all.push(outcomes);
         }
+        Ok(out)
     }
-    // Durable (fsync) before any caller is answered.
-    txn.commit().map_err(write_err)?;
-    Ok(all)
+
+    /// Profiles in id order that pass every filter of `search`, at most `search.limit`.
+    pub fn search(&self, search: &Search) -> Result<Vec<Profile>, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let profiles = txn.open_table(PROFILES).map_err(read_err)?;
+        let range = match search.after.as_deref() {
+            Some(after) => profiles
+                .range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => profiles.range::<&str>(..),
+        }
+        .map_err(read_err)?;
+        let mut out = Vec::new();
+        for entry in range {
+            if out.len() >= search.limit {
+                break;
+            }
+            let (_, v) = entry.map_err(read_err)?;
+            let p: Profile = serde_json::from_slice(v.value()).map_err(read_err)?;
+            if search.seen_after.is_some_and(|t| p.last_seen < t) {
+                continue;
+            }
+            let traits_match = search.traits.iter().all(|(name, want)| {
+                p.traits.get(name).is_some_and(|have| match (have, want) {
+                    (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
+                    (a, b) => a == b,
+                })
+            });
+            if traits_match {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Calls `each` with every profile, in id order.
+    pub fn for_each_profile(
+        &self,
+        mut each: impl FnMut(Profile) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let profiles = txn.open_table(PROFILES).map_err(read_err)?;
+        for entry in profiles.iter().map_err(read_err)? {
+            let (_, v) = entry.map_err(read_err)?;
+            each(serde_json::from_slice(v.value()).map_err(read_err)?)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `each` with every event, in log order.
+    pub fn for_each_event(
+        &self,
+        mut each: impl FnMut(StoredEvent) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let events = txn.open_table(EVENTS).map_err(read_err)?;
+        for entry in events.iter().map_err(read_err)? {
+            let (_, v) = entry.map_err(read_err)?;
+            each(serde_json::from_slice(v.value()).map_err(read_err)?)?;
+        }
+        Ok(())
+    }
+
+    /// Profiles stored.
+    pub fn profile_count(&self) -> Result<u64, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(PROFILES).map_err(read_err)?;
+        table.len().map_err(read_err)
+    }
+
+    /// Adds an API key (`key` is its secret value; at least 16 characters).
+    pub fn add_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        if key.key.trim().len() < 16 || key.key.chars().any(char::is_whitespace) {
+            return Err(StoreError::Write(
+                "an API key needs at least 16 characters and no spaces".into(),
+            ));
+        }
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        {
+            let mut keys = txn.open_table(KEYS).map_err(write_err)?;
+            let bytes = serde_json::to_vec(key).map_err(write_err)?;
+            keys.insert(key.key.as_str(), bytes.as_slice())
+                .map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    /// Removes a key; false when there was none.
+    pub fn revoke_key(&self, key: &str) -> Result<bool, StoreError> {
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        let existed = {
+            let mut keys = txn.open_table(KEYS).map_err(write_err)?;
+            keys.remove(key).map_err(write_err)?.is_some()
+        };
+        txn.commit().map_err(write_err)?;
+        Ok(existed)
+    }
+
+    /// Every API key.
+    pub fn keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let keys = txn.open_table(KEYS).map_err(read_err)?;
+        let mut out = Vec::new();
+        for entry in keys.iter().map_err(read_err)? {
+            let (_, v) = entry.map_err(read_err)?;
+            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+        }
+        Ok(out)
+    }
 }

@@ -271,10 +271,17 @@ fn message(
             ));
         }
     }
-    let traits = match m.get("traits") {
-        Some(Value::Object(t)) if kind == Kind::Identify => t.clone(),
-        _ => Map::new(),
-    };
+    // An identify's traits: top-level `traits`, plus `context.traits` (where RudderStack's
+    // SDKs put them); the top-level value wins for a name in both.
+    let mut traits = Map::new();
+    if kind == Kind::Identify {
+        if let Some(Value::Object(t)) = m.get("context").and_then(|c| c.get("traits")) {
+            traits.extend(t.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        if let Some(Value::Object(t)) = m.get("traits") {
+            traits.extend(t.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
     // The client's clock: originalTimestamp, else timestamp; corrected by sentAt.
     let original = m
         .get("originalTimestamp")
@@ -299,19 +306,8 @@ fn message(
     m.insert("messageId".into(), Value::String(message_id.clone()));
     m.insert("receivedAt".into(), format_time(received_at));
     m.insert("timestamp".into(), format_time(timestamp));
-    m.entry("type").or_insert_with(|| {
-        Value::String(
-            match kind {
-                Kind::Identify => "identify",
-                Kind::Track => "track",
-                Kind::Page => "page",
-                Kind::Screen => "screen",
-                Kind::Group => "group",
-                Kind::Alias => "alias",
-            }
-            .into(),
-        )
-    });
+    m.entry("type")
+        .or_insert_with(|| Value::String(kind.name().into()));
     Ok(Message {
         message_id,
         kind,

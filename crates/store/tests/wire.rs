@@ -161,3 +161,29 @@ fn chrono_micros(s: &str) -> i64 {
         .unwrap()
         .timestamp_micros()
 }
+
+#[test]
+fn identify_traits_come_from_traits_and_from_context_traits() {
+    // RudderStack's SDKs send an identify's traits in context.traits.
+    let m = one(
+        &serde_json::json!({
+            "type": "identify", "userId": "u1",
+            "context": { "traits": { "plan": "pro", "email": "a@b.c" } },
+            "traits": { "plan": "enterprise" },
+        }),
+        None,
+    )
+    .unwrap();
+    assert_eq!(m.traits["plan"], "enterprise");
+    assert_eq!(m.traits["email"], "a@b.c");
+    // Other calls do not set traits from their context.
+    let m = one(
+        &serde_json::json!({
+            "type": "track", "userId": "u1", "event": "E",
+            "context": { "traits": { "plan": "pro" } },
+        }),
+        None,
+    )
+    .unwrap();
+    assert!(m.traits.is_empty());
+}

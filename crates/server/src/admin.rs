@@ -1,0 +1,329 @@
+//! The admin API under `/api`: profiles (traits, identities, consent, trait history and
+//! recent events), search, Parquet export of events and profiles, API keys, and counts.
+//! Every route needs an admin key: `Authorization: Bearer <adminKey>` (or Basic user).
+
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use strata_store::{ApiKey, KeyKind, Profile, Search, StoredEvent, TraitChange};
+
+/// Events a profile answer includes unless `?events=` says otherwise.
+const DEFAULT_RECENT: usize = 20;
+/// The largest page of a search or event listing.
+const MAX_PAGE: usize = 1_000;
+
+fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let key = crate::ingest::offered_key(headers)?.ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing_admin_key",
+            "this route needs an admin key: `Authorization: Bearer <adminKey>`",
+        )
+    })?;
+    if state.key_kind(&key) == Some(KeyKind::Admin) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_admin_key",
+            "the key is not an admin key of this server",
+        ))
+    }
+}
+
+/// Runs a store read off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, strata_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::unavailable("internal", format!("the read task failed: {e}")))?
+        .map_err(|e| ApiError::store(&e))
+}
+
+fn parse_limit(raw: Option<&String>, default: usize) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("`limit`/`events` must be a whole number from 1 to {MAX_PAGE}, not `{s}`"),
+            )),
+        },
+    }
+}
+
+/// A profile as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ProfileView {
+    #[serde(flatten)]
+    pub profile: Profile,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recent_events: Option<Vec<StoredEvent>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trait_history: Option<Vec<TraitChange>>,
+}
+
+/// `GET /api/profiles/{key}`: `key` is a profile id or an identity (`user:<id>`,
+/// `anon:<id>`). `?events=N` recent events (default 20, 0 for none), `?history=true` every
+/// trait change.
+pub async fn profile(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let events = match query.get("events").map(String::as_str) {
+        Some("0") => 0,
+        other => parse_limit(other.map(str::to_string).as_ref(), DEFAULT_RECENT)?,
+    };
+    let history = matches!(query.get("history").map(String::as_str), Some("true" | "1"));
+    let store = state.store.clone();
+    let view = blocking(move || {
+        let Some(profile) = store.profile(&key)? else {
+            return Ok(None);
+        };
+        let recent_events = if events > 0 {
+            Some(store.recent_events(&profile.id, events)?)
+        } else {
+            None
+        };
+        let trait_history = if history {
+            Some(store.history(&profile.id)?)
+        } else {
+            None
+        };
+        Ok(Some(ProfileView {
+            profile,
+            recent_events,
+            trait_history,
+        }))
+    })
+    .await?;
+    match view {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "profile_not_found",
+            "no profile has this id or identity",
+        )),
+    }
+}
+
+/// `GET /api/profiles/{key}/events?limit=N`: the profile's most recent events, newest first.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let limit = parse_limit(query.get("limit"), 100)?;
+    let store = state.store.clone();
+    let events = blocking(move || store.recent_events(&key, limit)).await?;
+    Ok(Json(json!({ "events": events })).into_response())
+}
+
+/// `GET /api/profiles?trait.<name>=<value>&seen_after=<RFC 3339>&after=<id>&limit=N`:
+/// profiles in id order; `next` is the `after` for the following page.
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let mut search = Search {
+        limit: parse_limit(query.get("limit"), 100)?,
+        after: query.get("after").cloned(),
+        ..Search::default()
+    };
+    for (k, v) in &query {
+        if let Some(name) = k.strip_prefix("trait.") {
+            // Numbers and booleans compare as such; anything else as a string.
+            let value = serde_json::from_str::<Value>(v)
+                .ok()
+                .filter(|x| x.is_number() || x.is_boolean() || x.is_null())
+                .unwrap_or_else(|| Value::String(v.clone()));
+            search.traits.push((name.to_string(), value));
+        } else if k == "seen_after" {
+            let t = chrono::DateTime::parse_from_rfc3339(v).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("`seen_after` must be an RFC 3339 time ({e}), not `{v}`"),
+                )
+            })?;
+            search.seen_after = Some(t.timestamp_micros());
+        } else if !matches!(k.as_str(), "limit" | "after") {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("unknown parameter `{k}` (trait.<name>, seen_after, after, limit)"),
+            ));
+        }
+    }
+    search.traits.sort_by(|a, b| a.0.cmp(&b.0));
+    let limit = search.limit;
+    let store = state.store.clone();
+    let profiles = blocking(move || store.search(&search)).await?;
+    let next = (profiles.len() == limit)
+        .then(|| profiles.last().map(|p| p.id.clone()))
+        .flatten();
+    Ok(Json(json!({ "profiles": profiles, "next": next })).into_response())
+}
+
+fn parquet(bytes: Vec<u8>, name: &str) -> Response {
+    let disposition = format!("attachment; filename=\"{name}\"");
+    let mut r = (StatusCode::OK, bytes).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.apache.parquet"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// Writes a whole table as Parquet off the async threads and answers with the file.
+async fn export(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    write: fn(&strata_store::Store, &mut Vec<u8>) -> Result<u64, strata_store::StoreError>,
+) -> Result<Response, ApiError> {
+    require_admin(state, headers)?;
+    let store = state.store.clone();
+    let bytes = blocking(move || {
+        let mut out = Vec::new();
+        write(&store, &mut out)?;
+        Ok(out)
+    })
+    .await?;
+    Ok(parquet(bytes, name))
+}
+
+/// `GET /api/export/events`: every event as one Parquet file.
+pub async fn export_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    export(&state, &headers, "events.parquet", |s, out| {
+        strata_store::export::events_parquet(s, out)
+    })
+    .await
+}
+
+/// `GET /api/export/profiles`: every profile as one Parquet file.
+pub async fn export_profiles(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    export(&state, &headers, "profiles.parquet", |s, out| {
+        strata_store::export::profiles_parquet(s, out)
+    })
+    .await
+}
+
+/// `GET /api/keys`: every key, values shown only by their first characters.
+pub async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let store = state.store.clone();
+    let keys = blocking(move || store.keys()).await?;
+    let shown: Vec<Value> = keys
+        .into_iter()
+        .map(|k| {
+            json!({
+                "key_prefix": k.key.chars().take(7).collect::<String>(),
+                "kind": k.kind,
+                "name": k.name,
+                "created_at": k.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "keys": shown })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    kind: KeyKind,
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /api/keys` `{"kind": "write"|"admin", "name": "..."}`: a new key; its value is
+/// shown only in this answer.
+pub async fn create_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let new: NewKey = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("expected {{\"kind\": \"write\" or \"admin\", \"name\": \"...\"}}: {e}"),
+        )
+    })?;
+    let key = ApiKey {
+        key: AppState::generate_key(new.kind),
+        kind: new.kind,
+        name: new.name,
+        created_at: state.now(),
+    };
+    let shown = key.clone();
+    let st = Arc::clone(&state);
+    blocking(move || st.add_key(key)).await?;
+    Ok((StatusCode::CREATED, Json(shown)).into_response())
+}
+
+/// `DELETE /api/keys/{key}`: revokes a key at once.
+pub async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let st = Arc::clone(&state);
+    if blocking(move || st.revoke_key(&key)).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "key_not_found",
+            "no such key",
+        ))
+    }
+}
+
+/// `GET /api/stats`: events and profiles stored, and the writer's counters.
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let store = state.store.clone();
+    let (events, profiles) =
+        blocking(move || Ok((store.event_count()?, store.profile_count()?))).await?;
+    let s = state.store.stats();
+    Ok(Json(json!({
+        "events": events,
+        "profiles": profiles,
+        "commits": s.commits,
+        "stored": s.stored,
+        "duplicates": s.duplicates,
+        "rejected": s.rejected,
+        "limits_hit": s.limited,
+    }))
+    .into_response())
+}

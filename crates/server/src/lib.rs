@@ -1,0 +1,242 @@
+//! `strata serve`: an HTTP server over the live store (issue 6).
+//!
+//! - `/v1/...`: Segment's HTTP Tracking API, wire-compatible, so Segment and RudderStack SDKs
+//!   work by changing only their host ([`ingest`]).
+//! - `/api/...`: the admin API (profiles, search, Parquet export, keys), behind an admin key
+//!   ([`admin`]).
+//! - `/openapi.json`, `/metrics` (Prometheus text), `/health` and `/ready`.
+//!
+//! Every error is JSON `{code, message}` with a 4xx status for what the client must fix and
+//! 429/503 (with `Retry-After`) for what a retry will fix, because SDKs drop on other 4xx and
+//! retry on those.
+//!
+//! **Invariant:** a 2xx from an ingestion path means every message it reports as stored is
+//! durable (the store answers only after its commit is on disk).
+
+pub mod admin;
+mod error;
+pub mod ingest;
+mod metrics;
+pub mod openapi;
+
+pub use error::ApiError;
+
+use axum::Router;
+use axum::routing::{get, post};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use strata_store::{ApiKey, KeyKind, Store, StoreError};
+use tokio::sync::Semaphore;
+
+/// The server's clock: µs since the epoch. Tests inject a fixed one.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| chrono::Utc::now().timestamp_micros())
+}
+
+/// Settings of a server.
+#[derive(Clone)]
+pub struct Settings {
+    /// Ingestion requests handled at once; more are answered 429 with `Retry-After`.
+    pub max_in_flight: usize,
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("max_in_flight", &self.max_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 1_024,
+            clock: system_clock(),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Store,
+    settings: Settings,
+    /// API keys by value, mirrored from the store so that a request's check reads memory.
+    keys: RwLock<HashMap<String, KeyKind>>,
+    in_flight: Semaphore,
+    requests: AtomicU64,
+    shutting_down: AtomicBool,
+    metrics: metrics::Metrics,
+}
+
+impl AppState {
+    /// State over `store`, with the keys it holds.
+    pub fn new(store: Store, settings: Settings) -> Result<Arc<Self>, StoreError> {
+        let keys = store.keys()?.into_iter().map(|k| (k.key, k.kind)).collect();
+        Ok(Arc::new(Self {
+            store,
+            in_flight: Semaphore::new(settings.max_in_flight),
+            settings,
+            keys: RwLock::new(keys),
+            requests: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+            metrics: metrics::Metrics::default(),
+        }))
+    }
+
+    fn now(&self) -> i64 {
+        (self.settings.clock)()
+    }
+
+    fn next_request(&self) -> u64 {
+        self.requests.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The kind of this key, if it is one.
+    fn key_kind(&self, key: &str) -> Option<KeyKind> {
+        self.keys.read().ok()?.get(key).copied()
+    }
+
+    /// Adds a key to the store and to the in-memory mirror.
+    pub fn add_key(&self, key: ApiKey) -> Result<(), StoreError> {
+        self.store.add_key(&key)?;
+        if let Ok(mut keys) = self.keys.write() {
+            keys.insert(key.key, key.kind);
+        }
+        Ok(())
+    }
+
+    /// Removes a key; false when there was none.
+    pub fn revoke_key(&self, key: &str) -> Result<bool, StoreError> {
+        let existed = self.store.revoke_key(key)?;
+        if let Ok(mut keys) = self.keys.write() {
+            keys.remove(key);
+        }
+        Ok(existed)
+    }
+
+    /// A new random key value: `sk_` (write) or `ak_` (admin) and 32 hex digits from the
+    /// thread's cryptographically secure generator (seeded by the OS).
+    pub fn generate_key(kind: KeyKind) -> String {
+        use rand::RngCore;
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        let prefix = match kind {
+            KeyKind::Write => "sk_",
+            KeyKind::Admin => "ak_",
+        };
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{prefix}{hex}")
+    }
+}
+
+/// Every route of the server.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/projects/{write_key}/settings", get(ingest::settings))
+        .route("/v1/{path}", post(ingest::ingest))
+        .route("/api/profiles", get(admin::search))
+        .route("/api/profiles/{key}", get(admin::profile))
+        .route("/api/profiles/{key}/events", get(admin::events))
+        .route("/api/export/events", get(admin::export_events))
+        .route("/api/export/profiles", get(admin::export_profiles))
+        .route("/api/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/api/keys/{key}", axum::routing::delete(admin::revoke_key))
+        .route("/api/stats", get(admin::stats))
+        .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::exposition))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn ready(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(ApiError::unavailable(
+            "shutting_down",
+            "the server is shutting down",
+        ));
+    }
+    if !state.store.ready() {
+        return Err(ApiError::unavailable(
+            "store_unavailable",
+            "the store does not answer",
+        ));
+    }
+    Ok(axum::Json(serde_json::json!({ "status": "ready" })))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such path: {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Serves `state` on `listener` until `shutdown` completes; then stops taking requests,
+/// finishes those in flight, and returns (the store flushes when its last handle drops).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let flag = Arc::clone(&state);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            flag.shutting_down.store(true, Ordering::Relaxed);
+        })
+        .await
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

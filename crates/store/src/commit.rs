@@ -1,0 +1,443 @@
+//! The writer thread and its transactions: identity resolution, profile merging, traits,
+//! consent and the event log, for every message of a group in one durable commit.
+
+use crate::{
+    Consent, EVENTS, HISTORY, IDENTITIES, Kind, MESSAGE_IDS, META, Message, Outcome,
+    PROFILE_EVENTS, PROFILES, Profile, StoreError, StoredEvent, TraitChange, WriterStats,
+    is_blocked_identifier, write_err,
+};
+use redb::{Database, ReadableTable};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, mpsc};
+
+/// Messages one write transaction takes at most (the rest wait for the next).
+const MAX_GROUP: usize = 20_000;
+/// Identities one profile may hold; a merge past it is not made.
+pub const MAX_IDENTITIES: usize = 100;
+/// Distinct traits one profile may hold; new names past it are not kept.
+pub const MAX_TRAITS: usize = 1_000;
+
+/// Called once with the outcome of a job's messages, after the commit (or its failure).
+pub(crate) type Reply = Box<dyn FnOnce(Result<Vec<Outcome>, StoreError>) + Send>;
+
+pub(crate) struct Job {
+    pub messages: Vec<Message>,
+    pub reply: Reply,
+}
+
+/// The writer thread: one job, plus whatever else is already waiting, per transaction.
+pub(crate) fn writer(db: &Database, queue: &mpsc::Receiver<Job>, stats: &Mutex<WriterStats>) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        let mut waiting = jobs[0].messages.len();
+        while waiting < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => {
+                    waiting += job.messages.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match commit(db, &jobs) {
+            Ok((outcomes, limited)) => {
+                if let Ok(mut s) = stats.lock() {
+                    s.commits += 1;
+                    s.limited += limited;
+                    for o in outcomes.iter().flatten() {
+                        match o {
+                            Outcome::Stored { .. } => s.stored += 1,
+                            Outcome::Duplicate { .. } => s.duplicates += 1,
+                            Outcome::Rejected(_) => s.rejected += 1,
+                        }
+                    }
+                }
+                for (job, out) in jobs.into_iter().zip(outcomes) {
+                    (job.reply)(Ok(out));
+                }
+            }
+            Err(e) => {
+                // Nothing of the transaction was written: every caller gets the error.
+                for job in jobs {
+                    (job.reply)(Err(StoreError::Write(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Profile ids sort by creation: `p` + a zero-padded counter.
+fn profile_id(n: u64) -> String {
+    format!("p{n:012}")
+}
+
+/// Sets the trait unless the profile already has a value from a later event. False when the
+/// profile is at [`MAX_TRAITS`] and this is a new name.
+fn set_trait(p: &mut Profile, change: &TraitChange) -> bool {
+    if !p.traits.contains_key(&change.name) && p.traits.len() >= MAX_TRAITS {
+        return false;
+    }
+    let newer = p
+        .trait_times
+        .get(&change.name)
+        .is_none_or(|&t| change.timestamp >= t);
+    if newer {
+        p.traits.insert(change.name.clone(), change.value.clone());
+        p.trait_times.insert(change.name.clone(), change.timestamp);
+    }
+    true
+}
+
+/// Folds `other` (and its trait changes, oldest first) into `into`.
+fn merge(into: &mut Profile, other: Profile, changes: &[TraitChange]) {
+    for id in other.identities {
+        if !into.identities.contains(&id) {
+            into.identities.push(id);
+        }
+    }
+    for c in changes {
+        set_trait(into, c);
+    }
+    for (category, c) in other.consent {
+        set_consent(into, &category, c);
+    }
+    into.first_seen = into.first_seen.min(other.first_seen);
+    into.last_seen = into.last_seen.max(other.last_seen);
+    into.events += other.events;
+    into.merged_from.push(other.id);
+    into.merged_from.extend(other.merged_from);
+}
+
+/// Consent per category: the latest event's answer wins.
+fn set_consent(p: &mut Profile, category: &str, c: Consent) {
+    let newer = p
+        .consent
+        .get(category)
+        .is_none_or(|old| c.timestamp >= old.timestamp);
+    if newer {
+        p.consent.insert(category.to_string(), c);
+    }
+}
+
+/// The consent answers a message carries in `context.consent.categoryPreferences`.
+fn consent_of(m: &Message) -> Vec<(String, bool)> {
+    match m.body.pointer("/context/consent/categoryPreferences") {
+        Some(Value::Object(prefs)) => prefs
+            .iter()
+            .filter_map(|(k, v)| v.as_bool().map(|b| (k.clone(), b)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Counters of the `meta` table, read once per transaction and written back at its end.
+struct Counters {
+    seq: u64,
+    profile: u64,
+    change: u64,
+}
+
+const COUNTER_KEYS: [&str; 3] = ["next_seq", "next_profile", "next_change"];
+
+/// One transaction's tables and the profiles it has touched (written once, at the end).
+struct Tx<'t> {
+    events: redb::Table<'t, u64, &'static [u8]>,
+    message_ids: redb::Table<'t, &'static str, u64>,
+    identities: redb::Table<'t, &'static str, &'static str>,
+    profiles: redb::Table<'t, &'static str, &'static [u8]>,
+    history: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    profile_events: redb::Table<'t, (&'static str, u64), ()>,
+    touched: HashMap<String, Profile>,
+    counters: Counters,
+    limited: u64,
+}
+
+impl Tx<'_> {
+    fn profile(&mut self, id: &str) -> Result<Option<Profile>, StoreError> {
+        if let Some(p) = self.touched.remove(id) {
+            return Ok(Some(p));
+        }
+        match self.profiles.get(id).map_err(write_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(write_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn owner(&self, identity: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .identities
+            .get(identity)
+            .map_err(write_err)?
+            .map(|p| p.value().to_string()))
+    }
+
+    /// The identities a message names, blocked values left out.
+    fn identities_of(&self, m: &Message) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        if let Some(u) = m.user_id.as_deref().filter(|u| !is_blocked_identifier(u)) {
+            out.push(format!("user:{}", u.trim()));
+        }
+        if let Some(a) = m
+            .anonymous_id
+            .as_deref()
+            .filter(|a| !is_blocked_identifier(a))
+        {
+            out.push(format!("anon:{}", a.trim()));
+        }
+        if let Some(prev) = m
+            .previous_id
+            .as_deref()
+            .filter(|p| !is_blocked_identifier(p))
+        {
+            // Either kind of identity: whichever is known, else a user id.
+            let (user, anon) = (
+                format!("user:{}", prev.trim()),
+                format!("anon:{}", prev.trim()),
+            );
+            if self.owner(&anon)?.is_some() && self.owner(&user)?.is_none() {
+                out.push(anon);
+            } else {
+                out.push(user);
+            }
+        }
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Moves `other`'s identities, trait changes and event index onto `into`, and deletes it.
+    fn absorb(&mut self, into: &mut Profile, other: Profile) -> Result<(), StoreError> {
+        let other_id = other.id.clone();
+        for id in &other.identities {
+            self.identities
+                .insert(id.as_str(), into.id.as_str())
+                .map_err(write_err)?;
+        }
+        self.profiles.remove(other_id.as_str()).map_err(write_err)?;
+        // Its trait changes move to the survivor, keeping their numbers.
+        let moved: Vec<(u64, Vec<u8>)> = self
+            .history
+            .range((other_id.as_str(), 0u64)..=(other_id.as_str(), u64::MAX))
+            .map_err(write_err)?
+            .map(|e| e.map(|(k, v)| (k.value().1, v.value().to_vec())))
+            .collect::<Result<_, _>>()
+            .map_err(write_err)?;
+        let mut changes = Vec::with_capacity(moved.len());
+        for (n, bytes) in &moved {
+            self.history
+                .remove((other_id.as_str(), *n))
+                .map_err(write_err)?;
+            self.history
+                .insert((into.id.as_str(), *n), bytes.as_slice())
+                .map_err(write_err)?;
+            changes.push(serde_json::from_slice::<TraitChange>(bytes).map_err(write_err)?);
+        }
+        changes.sort_by_key(|c| c.timestamp);
+        // So do its events.
+        let seqs: Vec<u64> = self
+            .profile_events
+            .range((other_id.as_str(), 0u64)..=(other_id.as_str(), u64::MAX))
+            .map_err(write_err)?
+            .map(|e| e.map(|(k, _)| k.value().1))
+            .collect::<Result<_, _>>()
+            .map_err(write_err)?;
+        for seq in seqs {
+            self.profile_events
+                .remove((other_id.as_str(), seq))
+                .map_err(write_err)?;
+            self.profile_events
+                .insert((into.id.as_str(), seq), ())
+                .map_err(write_err)?;
+        }
+        merge(into, other, &changes);
+        Ok(())
+    }
+
+    fn apply(&mut self, m: &Message) -> Result<Outcome, StoreError> {
+        if let Some(seq) = self
+            .message_ids
+            .get(m.message_id.as_str())
+            .map_err(write_err)?
+        {
+            return Ok(Outcome::Duplicate { seq: seq.value() });
+        }
+        let ids = self.identities_of(m)?;
+        if ids.is_empty() {
+            return Ok(Outcome::Rejected(
+                "no usable userId or anonymousId (missing, or a blocked value such as \"null\")"
+                    .into(),
+            ));
+        }
+        // The profiles these identities belong to, oldest first.
+        let mut owners: Vec<String> = Vec::new();
+        for id in &ids {
+            if let Some(p) = self.owner(id)?
+                && !owners.contains(&p)
+            {
+                owners.push(p);
+            }
+        }
+        owners.sort();
+        let mut profile = match owners.first() {
+            Some(id) => self.profile(id)?.ok_or_else(|| {
+                StoreError::Write(format!("identity points at a missing profile {id}"))
+            })?,
+            None => {
+                let id = profile_id(self.counters.profile);
+                self.counters.profile += 1;
+                Profile {
+                    id,
+                    identities: Vec::new(),
+                    traits: Map::new(),
+                    trait_times: BTreeMap::new(),
+                    consent: BTreeMap::new(),
+                    first_seen: m.timestamp,
+                    last_seen: m.timestamp,
+                    events: 0,
+                    merged_from: Vec::new(),
+                }
+            }
+        };
+        for other_id in owners.iter().skip(1) {
+            let Some(other) = self.profile(other_id)? else {
+                continue;
+            };
+            if profile.identities.len() + other.identities.len() > MAX_IDENTITIES {
+                // Too many identities for one person: keep them apart.
+                self.limited += 1;
+                self.touched.insert(other.id.clone(), other);
+                continue;
+            }
+            self.absorb(&mut profile, other)?;
+        }
+        for id in &ids {
+            let owned = self.owner(id)?;
+            if owned.as_deref().is_some_and(|o| o != profile.id) {
+                continue; // left with a profile it could not be merged from
+            }
+            if !profile.identities.contains(id) {
+                if profile.identities.len() >= MAX_IDENTITIES {
+                    self.limited += 1;
+                    continue;
+                }
+                profile.identities.push(id.clone());
+            }
+            if owned.is_none() {
+                self.identities
+                    .insert(id.as_str(), profile.id.as_str())
+                    .map_err(write_err)?;
+            }
+        }
+        if m.kind == Kind::Identify {
+            for (name, value) in &m.traits {
+                let change = TraitChange {
+                    name: name.clone(),
+                    value: value.clone(),
+                    timestamp: m.timestamp,
+                    message_id: m.message_id.clone(),
+                };
+                if !set_trait(&mut profile, &change) {
+                    self.limited += 1;
+                    continue;
+                }
+                let n = self.counters.change;
+                self.counters.change += 1;
+                let bytes = serde_json::to_vec(&change).map_err(write_err)?;
+                self.history
+                    .insert((profile.id.as_str(), n), bytes.as_slice())
+                    .map_err(write_err)?;
+            }
+        }
+        for (category, granted) in consent_of(m) {
+            set_consent(
+                &mut profile,
+                &category,
+                Consent {
+                    granted,
+                    timestamp: m.timestamp,
+                },
+            );
+        }
+        profile.first_seen = profile.first_seen.min(m.timestamp);
+        profile.last_seen = profile.last_seen.max(m.timestamp);
+        profile.events += 1;
+        let seq = self.counters.seq;
+        self.counters.seq += 1;
+        let stored = StoredEvent {
+            seq,
+            profile: profile.id.clone(),
+            message: m.clone(),
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(write_err)?;
+        self.events
+            .insert(seq, bytes.as_slice())
+            .map_err(write_err)?;
+        self.message_ids
+            .insert(m.message_id.as_str(), seq)
+            .map_err(write_err)?;
+        self.profile_events
+            .insert((profile.id.as_str(), seq), ())
+            .map_err(write_err)?;
+        let outcome = Outcome::Stored {
+            seq,
+            profile: profile.id.clone(),
+        };
+        self.touched.insert(profile.id.clone(), profile);
+        Ok(outcome)
+    }
+}
+
+/// One transaction for all `jobs`: outcomes per job, per message, and how many limits were
+/// hit.
+fn commit(db: &Database, jobs: &[Job]) -> Result<(Vec<Vec<Outcome>>, u64), StoreError> {
+    let txn = db.begin_write().map_err(write_err)?;
+    let mut all = Vec::with_capacity(jobs.len());
+    let limited;
+    {
+        let mut meta = txn.open_table(META).map_err(write_err)?;
+        let read = |key: &str| -> Result<u64, StoreError> {
+            Ok(meta.get(key).map_err(write_err)?.map_or(0, |v| v.value()))
+        };
+        let counters = Counters {
+            seq: read(COUNTER_KEYS[0])?,
+            profile: read(COUNTER_KEYS[1])?,
+            change: read(COUNTER_KEYS[2])?,
+        };
+        let mut tx = Tx {
+            events: txn.open_table(EVENTS).map_err(write_err)?,
+            message_ids: txn.open_table(MESSAGE_IDS).map_err(write_err)?,
+            identities: txn.open_table(IDENTITIES).map_err(write_err)?,
+            profiles: txn.open_table(PROFILES).map_err(write_err)?,
+            history: txn.open_table(HISTORY).map_err(write_err)?,
+            profile_events: txn.open_table(PROFILE_EVENTS).map_err(write_err)?,
+            touched: HashMap::new(),
+            counters,
+            limited: 0,
+        };
+        for job in jobs {
+            let mut outcomes = Vec::with_capacity(job.messages.len());
+            for m in &job.messages {
+                outcomes.push(tx.apply(m)?);
+            }
+            all.push(outcomes);
+        }
+        for (id, profile) in &tx.touched {
+            let bytes = serde_json::to_vec(profile).map_err(write_err)?;
+            tx.profiles
+                .insert(id.as_str(), bytes.as_slice())
+                .map_err(write_err)?;
+        }
+        let Counters {
+            seq,
+            profile,
+            change,
+        } = tx.counters;
+        for (key, value) in COUNTER_KEYS.iter().zip([seq, profile, change]) {
+            meta.insert(*key, value).map_err(write_err)?;
+        }
+        limited = tx.limited;
+    }
+    // Durable (fsync) before any caller is answered.
+    txn.commit().map_err(write_err)?;
+    Ok((all, limited))
+}

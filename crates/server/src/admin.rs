@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use strata_store::{ApiKey, KeyKind, Profile, Search, StoredEvent, TraitChange};
+use strata_store::{ApiKey, KeyKind, Profile, RECENT_EVENTS, Search, StoredEvent, TraitChange};
 
 /// Events a profile answer includes unless `?events=` says otherwise.
 const DEFAULT_RECENT: usize = 20;
-/// The largest page of a search or event listing.
+/// The largest page of a search.
 const MAX_PAGE: usize = 1_000;
 
 fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -47,14 +47,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::store(&e))
 }
 
-fn parse_limit(raw: Option<&String>, default: usize) -> Result<usize, ApiError> {
+fn parse_limit(
+    name: &str,
+    raw: Option<&String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match raw {
         None => Ok(default),
         Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
             _ => Err(ApiError::bad_request(
                 "invalid_parameter",
-                format!("`limit`/`events` must be a whole number from 1 to {MAX_PAGE}, not `{s}`"),
+                format!("`{name}` must be a whole number from 1 to {max}, not `{s}`"),
             )),
         },
     }
@@ -83,7 +88,12 @@ pub async fn profile(
     require_admin(&state, &headers)?;
     let events = match query.get("events").map(String::as_str) {
         Some("0") => 0,
-        other => parse_limit(other.map(str::to_string).as_ref(), DEFAULT_RECENT)?,
+        other => parse_limit(
+            "events",
+            other.map(str::to_string).as_ref(),
+            DEFAULT_RECENT,
+            RECENT_EVENTS,
+        )?,
     };
     let history = matches!(query.get("history").map(String::as_str), Some("true" | "1"));
     let store = state.store.clone();
@@ -118,7 +128,8 @@ pub async fn profile(
     }
 }
 
-/// `GET /api/profiles/{key}/events?limit=N`: the profile's most recent events, newest first.
+/// `GET /api/profiles/{key}/events?limit=N`: the profile's most recent events (up to
+/// [`RECENT_EVENTS`]), newest first. Every event is in `/api/export/events`.
 pub async fn events(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -126,7 +137,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
-    let limit = parse_limit(query.get("limit"), 100)?;
+    let limit = parse_limit("limit", query.get("limit"), RECENT_EVENTS, RECENT_EVENTS)?;
     let store = state.store.clone();
     let events = blocking(move || store.recent_events(&key, limit)).await?;
     Ok(Json(json!({ "events": events })).into_response())
@@ -141,7 +152,7 @@ pub async fn search(
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
     let mut search = Search {
-        limit: parse_limit(query.get("limit"), 100)?,
+        limit: parse_limit("limit", query.get("limit"), 100, MAX_PAGE)?,
         after: query.get("after").cloned(),
         ..Search::default()
     };
@@ -324,6 +335,8 @@ pub async fn stats(
         "duplicates": s.duplicates,
         "rejected": s.rejected,
         "limits_hit": s.limited,
+        "writer_apply_seconds": s.apply_seconds,
+        "writer_commit_seconds": s.commit_seconds,
     }))
     .into_response())
 }

@@ -133,6 +133,23 @@ pub(crate) async fn exposition(State(state): State<Arc<AppState>>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    for (name, help, value) in [
+        (
+            "strata_store_apply_seconds_total",
+            "Time the writer spent applying messages (identity, profiles, log).",
+            s.apply_seconds,
+        ),
+        (
+            "strata_store_commit_seconds_total",
+            "Time the writer spent writing and syncing commits.",
+            s.commit_seconds,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
     let rejected = state
         .metrics
         .rejections

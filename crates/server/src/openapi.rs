@@ -144,7 +144,7 @@ pub fn spec() -> Value {
             "One profile: traits, identities, consent, recent events and optionally every trait change.",
             &[
                 key.clone(),
-                query("events", "Recent events to include, 0 to 1000 (default 20).", json!({ "type": "integer" })),
+                query("events", "Recent events to include, 0 to 100 (default 20).", json!({ "type": "integer", "minimum": 0, "maximum": 100 })),
                 query("history", "`true` to include every trait change.", json!({ "type": "boolean" })),
             ],
             json_ok("The profile.", json!({ "$ref": "#/components/schemas/Profile" })),
@@ -153,8 +153,8 @@ pub fn spec() -> Value {
     paths.insert(
         "/api/profiles/{key}/events".into(),
         admin_get(
-            "A profile's most recent events, newest first.",
-            &[key, query("limit", "1 to 1000 (default 100).", json!({ "type": "integer" }))],
+            "A profile's most recent events (at most 100), newest first; every event is in /api/export/events.",
+            &[key, query("limit", "1 to 100 (default 100).", json!({ "type": "integer", "minimum": 1, "maximum": 100 }))],
             json_ok("Events.", json!({ "type": "object", "properties": { "events": { "type": "array", "items": { "type": "object" } } } })),
         ),
     );

@@ -1,10 +1,11 @@
 //! The writer thread and its transactions: identity resolution, profile merging, traits,
 //! consent and the event log, for every message of a group in one durable commit.
+//!
+//! Events are stored as [`crate::StoredEvent`] JSON.
 
 use crate::{
-    Consent, EVENTS, HISTORY, IDENTITIES, Kind, MESSAGE_IDS, META, Message, Outcome,
-    PROFILE_EVENTS, PROFILES, Profile, StoreError, StoredEvent, TraitChange, WriterStats,
-    is_blocked_identifier, write_err,
+    Consent, EVENTS, HISTORY, IDENTITIES, Kind, MESSAGE_IDS, META, Message, Outcome, PROFILES,
+    Profile, RECENT_EVENTS, StoreError, TraitChange, WriterStats, is_blocked_identifier, write_err,
 };
 use redb::{Database, ReadableTable};
 use serde_json::{Map, Value};
@@ -22,8 +23,36 @@ pub const MAX_TRAITS: usize = 1_000;
 pub(crate) type Reply = Box<dyn FnOnce(Result<Vec<Outcome>, StoreError>) + Send>;
 
 pub(crate) struct Job {
+    /// The messages without their `body` (the writer needs only `encoded` and `consent`;
+    /// building and dropping the body's tree is the caller's work, not the one writer's).
     pub messages: Vec<Message>,
+    /// Each message as JSON.
+    pub encoded: Vec<Vec<u8>>,
+    /// Each message's consent answers.
+    pub consent: Vec<Vec<(String, bool)>>,
     pub reply: Reply,
+}
+
+impl Job {
+    /// Prepares `messages` for the writer on the caller's thread.
+    pub fn new(mut messages: Vec<Message>, reply: Reply) -> Result<Self, (StoreError, Reply)> {
+        let mut encoded = Vec::with_capacity(messages.len());
+        let mut consent = Vec::with_capacity(messages.len());
+        for m in &mut messages {
+            match serde_json::to_vec(&*m) {
+                Ok(e) => encoded.push(e),
+                Err(e) => return Err((write_err(e), reply)),
+            }
+            consent.push(consent_of(m));
+            m.body = Value::Null;
+        }
+        Ok(Self {
+            messages,
+            encoded,
+            consent,
+            reply,
+        })
+    }
 }
 
 /// The writer thread: one job, plus whatever else is already waiting, per transaction.
@@ -41,10 +70,17 @@ pub(crate) fn writer(db: &Database, queue: &mpsc::Receiver<Job>, stats: &Mutex<W
             }
         }
         match commit(db, &jobs) {
-            Ok((outcomes, limited)) => {
+            Ok(Committed {
+                outcomes,
+                limited,
+                apply,
+                sync,
+            }) => {
                 if let Ok(mut s) = stats.lock() {
                     s.commits += 1;
                     s.limited += limited;
+                    s.apply_seconds += apply;
+                    s.commit_seconds += sync;
                     for o in outcomes.iter().flatten() {
                         match o {
                             Outcome::Stored { .. } => s.stored += 1,
@@ -65,6 +101,17 @@ pub(crate) fn writer(db: &Database, queue: &mpsc::Receiver<Job>, stats: &Mutex<W
             }
         }
     }
+}
+
+/// A [`crate::StoredEvent`]'s JSON around the message's already encoded JSON.
+fn stored_event_json(seq: u64, profile: &str, message: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(message.len() + profile.len() + 40);
+    out.extend_from_slice(format!("{{\"seq\":{seq},\"profile\":").as_bytes());
+    serde_json::to_writer(&mut out, profile).map_err(write_err)?;
+    out.extend_from_slice(b",\"message\":");
+    out.extend_from_slice(message);
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Profile ids sort by creation: `p` + a zero-padded counter.
@@ -105,6 +152,11 @@ fn merge(into: &mut Profile, other: Profile, changes: &[TraitChange]) {
     into.first_seen = into.first_seen.min(other.first_seen);
     into.last_seen = into.last_seen.max(other.last_seen);
     into.events += other.events;
+    // Both profiles' latest events, in log order.
+    into.recent_seqs.extend(other.recent_seqs);
+    into.recent_seqs.sort_unstable();
+    let excess = into.recent_seqs.len().saturating_sub(RECENT_EVENTS);
+    into.recent_seqs.drain(..excess);
     into.merged_from.push(other.id);
     into.merged_from.extend(other.merged_from);
 }
@@ -147,7 +199,6 @@ struct Tx<'t> {
     identities: redb::Table<'t, &'static str, &'static str>,
     profiles: redb::Table<'t, &'static str, &'static [u8]>,
     history: redb::Table<'t, (&'static str, u64), &'static [u8]>,
-    profile_events: redb::Table<'t, (&'static str, u64), ()>,
     touched: HashMap<String, Profile>,
     counters: Counters,
     limited: u64,
@@ -233,34 +284,17 @@ impl Tx<'_> {
             changes.push(serde_json::from_slice::<TraitChange>(bytes).map_err(write_err)?);
         }
         changes.sort_by_key(|c| c.timestamp);
-        // So do its events.
-        let seqs: Vec<u64> = self
-            .profile_events
-            .range((other_id.as_str(), 0u64)..=(other_id.as_str(), u64::MAX))
-            .map_err(write_err)?
-            .map(|e| e.map(|(k, _)| k.value().1))
-            .collect::<Result<_, _>>()
-            .map_err(write_err)?;
-        for seq in seqs {
-            self.profile_events
-                .remove((other_id.as_str(), seq))
-                .map_err(write_err)?;
-            self.profile_events
-                .insert((into.id.as_str(), seq), ())
-                .map_err(write_err)?;
-        }
         merge(into, other, &changes);
         Ok(())
     }
 
-    fn apply(&mut self, m: &Message) -> Result<Outcome, StoreError> {
-        if let Some(seq) = self
-            .message_ids
-            .get(m.message_id.as_str())
-            .map_err(write_err)?
-        {
-            return Ok(Outcome::Duplicate { seq: seq.value() });
-        }
+    /// Stores one message (`encoded` is its JSON).
+    fn apply(
+        &mut self,
+        m: &Message,
+        encoded: &[u8],
+        consent: &[(String, bool)],
+    ) -> Result<Outcome, StoreError> {
         let ids = self.identities_of(m)?;
         if ids.is_empty() {
             return Ok(Outcome::Rejected(
@@ -268,16 +302,29 @@ impl Tx<'_> {
                     .into(),
             ));
         }
-        // The profiles these identities belong to, oldest first.
-        let mut owners: Vec<String> = Vec::new();
-        for id in &ids {
-            if let Some(p) = self.owner(id)?
-                && !owners.contains(&p)
-            {
-                owners.push(p);
-            }
+        // Claim the messageId with this event's position; one lookup finds a duplicate (whose
+        // entry is then put back).
+        let seq = self.counters.seq;
+        let earlier = self
+            .message_ids
+            .insert(m.message_id.as_str(), seq)
+            .map_err(write_err)?
+            .map(|old| old.value());
+        if let Some(old) = earlier {
+            self.message_ids
+                .insert(m.message_id.as_str(), old)
+                .map_err(write_err)?;
+            return Ok(Outcome::Duplicate { seq: old });
         }
+        self.counters.seq += 1;
+        // The profiles these identities belong to, oldest first.
+        let first_owners: Vec<Option<String>> = ids
+            .iter()
+            .map(|id| self.owner(id))
+            .collect::<Result<_, _>>()?;
+        let mut owners: Vec<String> = first_owners.iter().flatten().cloned().collect();
         owners.sort();
+        owners.dedup();
         let mut profile = match owners.first() {
             Some(id) => self.profile(id)?.ok_or_else(|| {
                 StoreError::Write(format!("identity points at a missing profile {id}"))
@@ -294,10 +341,12 @@ impl Tx<'_> {
                     first_seen: m.timestamp,
                     last_seen: m.timestamp,
                     events: 0,
+                    recent_seqs: Vec::new(),
                     merged_from: Vec::new(),
                 }
             }
         };
+        let mut absorbed: Vec<&str> = Vec::new();
         for other_id in owners.iter().skip(1) {
             let Some(other) = self.profile(other_id)? else {
                 continue;
@@ -309,11 +358,15 @@ impl Tx<'_> {
                 continue;
             }
             self.absorb(&mut profile, other)?;
+            absorbed.push(other_id);
         }
-        for id in &ids {
-            let owned = self.owner(id)?;
-            if owned.as_deref().is_some_and(|o| o != profile.id) {
-                continue; // left with a profile it could not be merged from
+        for (id, first) in ids.iter().zip(&first_owners) {
+            // Owned by a profile that could not be merged in: left there.
+            if first
+                .as_deref()
+                .is_some_and(|o| o != profile.id && !absorbed.contains(&o))
+            {
+                continue;
             }
             if !profile.identities.contains(id) {
                 if profile.identities.len() >= MAX_IDENTITIES {
@@ -322,7 +375,7 @@ impl Tx<'_> {
                 }
                 profile.identities.push(id.clone());
             }
-            if owned.is_none() {
+            if first.is_none() {
                 self.identities
                     .insert(id.as_str(), profile.id.as_str())
                     .map_err(write_err)?;
@@ -348,12 +401,12 @@ impl Tx<'_> {
                     .map_err(write_err)?;
             }
         }
-        for (category, granted) in consent_of(m) {
+        for (category, granted) in consent {
             set_consent(
                 &mut profile,
-                &category,
+                category,
                 Consent {
-                    granted,
+                    granted: *granted,
                     timestamp: m.timestamp,
                 },
             );
@@ -361,23 +414,14 @@ impl Tx<'_> {
         profile.first_seen = profile.first_seen.min(m.timestamp);
         profile.last_seen = profile.last_seen.max(m.timestamp);
         profile.events += 1;
-        let seq = self.counters.seq;
-        self.counters.seq += 1;
-        let stored = StoredEvent {
-            seq,
-            profile: profile.id.clone(),
-            message: m.clone(),
-        };
-        let bytes = serde_json::to_vec(&stored).map_err(write_err)?;
+        let bytes = stored_event_json(seq, &profile.id, encoded)?;
         self.events
             .insert(seq, bytes.as_slice())
             .map_err(write_err)?;
-        self.message_ids
-            .insert(m.message_id.as_str(), seq)
-            .map_err(write_err)?;
-        self.profile_events
-            .insert((profile.id.as_str(), seq), ())
-            .map_err(write_err)?;
+        profile.recent_seqs.push(seq);
+        if profile.recent_seqs.len() > RECENT_EVENTS {
+            profile.recent_seqs.remove(0);
+        }
         let outcome = Outcome::Stored {
             seq,
             profile: profile.id.clone(),
@@ -387,9 +431,20 @@ impl Tx<'_> {
     }
 }
 
-/// One transaction for all `jobs`: outcomes per job, per message, and how many limits were
-/// hit.
-fn commit(db: &Database, jobs: &[Job]) -> Result<(Vec<Vec<Outcome>>, u64), StoreError> {
+/// What a transaction did.
+struct Committed {
+    /// Per job, per message.
+    outcomes: Vec<Vec<Outcome>>,
+    /// Limits hit.
+    limited: u64,
+    /// Seconds applying the messages, and writing and syncing the commit.
+    apply: f64,
+    sync: f64,
+}
+
+/// One transaction for all `jobs`.
+fn commit(db: &Database, jobs: &[Job]) -> Result<Committed, StoreError> {
+    let start = std::time::Instant::now();
     let txn = db.begin_write().map_err(write_err)?;
     let mut all = Vec::with_capacity(jobs.len());
     let limited;
@@ -409,15 +464,14 @@ fn commit(db: &Database, jobs: &[Job]) -> Result<(Vec<Vec<Outcome>>, u64), Store
             identities: txn.open_table(IDENTITIES).map_err(write_err)?,
             profiles: txn.open_table(PROFILES).map_err(write_err)?,
             history: txn.open_table(HISTORY).map_err(write_err)?,
-            profile_events: txn.open_table(PROFILE_EVENTS).map_err(write_err)?,
             touched: HashMap::new(),
             counters,
             limited: 0,
         };
         for job in jobs {
             let mut outcomes = Vec::with_capacity(job.messages.len());
-            for m in &job.messages {
-                outcomes.push(tx.apply(m)?);
+            for ((m, encoded), consent) in job.messages.iter().zip(&job.encoded).zip(&job.consent) {
+                outcomes.push(tx.apply(m, encoded, consent)?);
             }
             all.push(outcomes);
         }
@@ -437,7 +491,13 @@ fn commit(db: &Database, jobs: &[Job]) -> Result<(Vec<Vec<Outcome>>, u64), Store
         }
         limited = tx.limited;
     }
+    let applied = start.elapsed();
     // Durable (fsync) before any caller is answered.
     txn.commit().map_err(write_err)?;
-    Ok((all, limited))
+    Ok(Committed {
+        outcomes: all,
+        limited,
+        apply: applied.as_secs_f64(),
+        sync: (start.elapsed() - applied).as_secs_f64(),
+    })
 }

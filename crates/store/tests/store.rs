@@ -8,7 +8,7 @@
 )]
 
 use serde_json::json;
-use strata_store::{Kind, Message, Outcome, Store, is_blocked_identifier};
+use strata_store::{Kind, Message, Outcome, RECENT_EVENTS, Store, is_blocked_identifier};
 
 fn message(id: &str, kind: Kind, user: Option<&str>, anon: Option<&str>, ts: i64) -> Message {
     Message {
@@ -246,4 +246,38 @@ fn concurrent_writers_share_commits_and_lose_nothing() {
     drop(store);
     let reopened = Store::open(dir.path()).unwrap();
     assert_eq!(reopened.event_count().unwrap(), 4000);
+}
+
+#[test]
+fn a_profile_keeps_its_latest_events_across_a_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // 150 events of an anonymous visitor, then 30 of a known user, then an identify that
+    // links the two: the survivor lists the latest RECENT_EVENTS of both, newest first.
+    let mut batch: Vec<Message> = (0..150)
+        .map(|i| message(&format!("a{i}"), Kind::Track, None, Some("anon-7"), i))
+        .collect();
+    batch.extend((0..30).map(|i| message(&format!("u{i}"), Kind::Page, Some("u7"), None, 200 + i)));
+    store.append(batch).unwrap();
+    assert_eq!(
+        store.recent_events("anon:anon-7", 1_000).unwrap().len(),
+        RECENT_EVENTS
+    );
+    store
+        .append(vec![identify(
+            "link",
+            Some("u7"),
+            Some("anon-7"),
+            300,
+            json!({}),
+        )])
+        .unwrap();
+    let recent = store.recent_events("user:u7", 1_000).unwrap();
+    assert_eq!(recent.len(), RECENT_EVENTS);
+    let seqs: Vec<u64> = recent.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (81..=180).rev().collect();
+    assert_eq!(seqs, expected);
+    assert_eq!(recent[0].message.message_id, "link");
+    assert_eq!(store.profile("anon:anon-7").unwrap().unwrap().events, 181);
+    assert_eq!(store.recent_events("user:u7", 3).unwrap().len(), 3);
 }

@@ -1,0 +1,367 @@
+//! Throughput benchmark of `strata serve` (issue 6): a load generator on loopback.
+//!
+//! Without `--target`, it starts the server as a child process (this same binary with
+//! `--serve <dir>`), on a fresh data directory, so server and load generator are separate
+//! processes sharing the machine's cores. Phases:
+//! 1. ingest: `--connections` keep-alive connections send 100-event `/v1/batch` requests
+//!    (pre-built, unique messageIds, 90% track / 10% identify over `--users` users) in a
+//!    closed loop until `--batches` are sent; each 200 is a durable acknowledgement;
+//! 2. reads: the same connections read random profiles (`GET /api/profiles/user:<id>`) for
+//!    `--read-seconds`.
+//!
+//! Reports events/s and request latency percentiles for each phase, and the store's events
+//! per commit (group commit). Run: `cargo run --release -p strata-server --example
+//! serve_load -- --batches 6000`.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark binary: prints its results and stops loudly on a broken setup"
+)]
+
+use base64::Engine as _;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use std::io::BufRead as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use strata_server::{AppState, Settings};
+use strata_store::{ApiKey, KeyKind, Store};
+
+const WRITE_KEY: &str = "sk_bench_write_key_0001";
+const ADMIN_KEY: &str = "ak_bench_admin_key_0001";
+const BATCH: usize = 100;
+
+struct Args {
+    batches: usize,
+    connections: usize,
+    users: usize,
+    read_seconds: f64,
+    server_threads: usize,
+    target: Option<String>,
+    serve: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        batches: 3_000,
+        connections: 32,
+        users: 100_000,
+        read_seconds: 10.0,
+        server_threads: 2,
+        target: None,
+        serve: None,
+    };
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < raw.len() {
+        let value = raw.get(i + 1).cloned().unwrap_or_default();
+        match raw[i].as_str() {
+            "--batches" => a.batches = value.parse().expect("--batches N"),
+            "--connections" => a.connections = value.parse().expect("--connections N"),
+            "--users" => a.users = value.parse().expect("--users N"),
+            "--read-seconds" => a.read_seconds = value.parse().expect("--read-seconds S"),
+            "--server-threads" => a.server_threads = value.parse().expect("--server-threads N"),
+            "--target" => a.target = Some(value),
+            "--serve" => a.serve = Some(value),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Server mode: the child process.
+fn serve(dir: &str, threads: usize) {
+    let store = Store::open(std::path::Path::new(dir)).unwrap();
+    for (key, kind) in [(WRITE_KEY, KeyKind::Write), (ADMIN_KEY, KeyKind::Admin)] {
+        store
+            .add_key(&ApiKey {
+                key: key.into(),
+                kind,
+                name: "bench".into(),
+                created_at: 0,
+            })
+            .unwrap();
+    }
+    let state = AppState::new(store, Settings::default()).unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            println!("listening on http://{}", listener.local_addr().unwrap());
+            strata_server::serve(listener, state, strata_server::shutdown_signal())
+                .await
+                .unwrap();
+        });
+}
+
+/// Pre-built request bodies: `batches` batches of 100 messages with unique ids.
+fn bodies(batches: usize, users: usize) -> Vec<Bytes> {
+    let events = [
+        "Product Viewed",
+        "Product Added",
+        "Checkout Started",
+        "Order Completed",
+    ];
+    (0..batches)
+        .map(|b| {
+            let batch: Vec<serde_json::Value> = (0..BATCH)
+                .map(|i| {
+                    let n = b * BATCH + i;
+                    // A multiplicative hash spreads consecutive messages over the users.
+                    let user = (n.wrapping_mul(2_654_435_761) >> 3) % users;
+                    if n.is_multiple_of(10) {
+                        json!({
+                            "type": "identify", "messageId": format!("bench-{n}"),
+                            "userId": format!("user-{user}"),
+                            "traits": { "email": format!("user-{user}@example.com"), "plan": if n.is_multiple_of(2) { "free" } else { "pro" }, "visits": n % 97 },
+                            "timestamp": "2026-11-24T10:00:00.000Z",
+                            "context": { "library": { "name": "analytics-python", "version": "2.4.0" }, "ip": "10.1.2.3" },
+                        })
+                    } else {
+                        json!({
+                            "type": "track", "messageId": format!("bench-{n}"),
+                            "userId": format!("user-{user}"), "event": events[n % events.len()],
+                            "properties": { "product_id": format!("sku-{}", n % 5_000), "price": (n % 200) as f64 + 0.99, "category": "shoes" },
+                            "timestamp": "2026-11-24T10:00:00.000Z",
+                            "context": { "library": { "name": "analytics-python", "version": "2.4.0" }, "ip": "10.1.2.3" },
+                        })
+                    }
+                })
+                .collect();
+            Bytes::from(serde_json::to_vec(&json!({ "batch": batch, "sentAt": "2026-11-24T10:00:01.000Z" })).unwrap())
+        })
+        .collect()
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: &str) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn send(
+    sender: &mut Sender,
+    addr: &str,
+    method: Method,
+    path: &str,
+    auth: &str,
+    body: Bytes,
+) -> (u16, Bytes) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr)
+        .header("content-type", "application/json")
+        .header("authorization", auth)
+        .body(Full::new(body))
+        .unwrap();
+    sender.ready().await.unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+struct Phase {
+    requests: usize,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+}
+
+impl Phase {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[i] as f64 / 1_000.0
+    }
+}
+
+async fn ingest(addr: &str, connections: usize, bodies: Arc<Vec<Bytes>>) -> Phase {
+    let next = Arc::new(AtomicUsize::new(0));
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
+    );
+    let start = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (addr, next, bodies, auth) = (
+                addr.to_string(),
+                Arc::clone(&next),
+                Arc::clone(&bodies),
+                auth.clone(),
+            );
+            tokio::spawn(async move {
+                let mut sender = connect(&addr).await;
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { break };
+                    let t = Instant::now();
+                    let (status, reply) = send(
+                        &mut sender,
+                        &addr,
+                        Method::POST,
+                        "/v1/batch",
+                        &auth,
+                        body.clone(),
+                    )
+                    .await;
+                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+                    lat.push(t.elapsed().as_micros() as u64);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    for w in workers {
+        latencies_us.extend(w.await.unwrap());
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    Phase {
+        requests: bodies.len(),
+        seconds,
+        latencies_us,
+    }
+}
+
+async fn reads(addr: &str, connections: usize, users: usize, seconds: f64) -> Phase {
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let workers: Vec<_> = (0..connections)
+        .map(|c| {
+            let (addr, auth) = (addr.to_string(), auth.clone());
+            tokio::spawn(async move {
+                let mut sender = connect(&addr).await;
+                let mut lat = Vec::new();
+                let mut n = c;
+                while Instant::now() < deadline {
+                    n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    let path = format!("/api/profiles/user:user-{}?events=0", (n >> 33) % users);
+                    let t = Instant::now();
+                    let (status, _) =
+                        send(&mut sender, &addr, Method::GET, &path, &auth, Bytes::new()).await;
+                    assert!(status == 200 || status == 404, "status {status}");
+                    lat.push(t.elapsed().as_micros() as u64);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    for w in workers {
+        latencies_us.extend(w.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    Phase {
+        requests: latencies_us.len(),
+        seconds: elapsed,
+        latencies_us,
+    }
+}
+
+fn main() {
+    let a = args();
+    if let Some(dir) = &a.serve {
+        serve(dir, a.server_threads);
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let mut child = None;
+    let addr = match &a.target {
+        Some(t) => t.clone(),
+        None => {
+            let mut c = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--serve", &data.path().to_string_lossy()])
+                .args(["--server-threads", &a.server_threads.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(c.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            child = Some(c);
+            line.trim()
+                .trim_start_matches("listening on http://")
+                .to_string()
+        }
+    };
+    println!(
+        "building {} batches of {BATCH} events over {} users…",
+        a.batches, a.users
+    );
+    let bodies = Arc::new(bodies(a.batches, a.users));
+    let mean_kb =
+        bodies.iter().map(Bytes::len).sum::<usize>() as f64 / bodies.len() as f64 / 1024.0;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let w = ingest(&addr, a.connections, bodies).await;
+        let events = w.requests * BATCH;
+        println!(
+            "ingest: {events} events in {} batches ({mean_kb:.1} KB each) over {} connections: {:.2} s, {:.0} events/s; batch latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            w.requests,
+            a.connections,
+            w.seconds,
+            events as f64 / w.seconds,
+            w.percentile(0.5),
+            w.percentile(0.99),
+            w.percentile(1.0),
+        );
+        let (_, stats) = {
+            let mut s = connect(&addr).await;
+            send(&mut s, &addr, Method::GET, "/api/stats", &format!("Bearer {ADMIN_KEY}"), Bytes::new()).await
+        };
+        let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+        let commits = stats["commits"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "store: {} events, {} profiles, {} commits ({:.0} events per durable commit); writer busy {:.2} s applying, {:.2} s writing and syncing",
+            stats["events"], stats["profiles"], stats["commits"],
+            stats["events"].as_f64().unwrap_or(f64::NAN) / commits,
+            stats["writer_apply_seconds"].as_f64().unwrap_or(f64::NAN),
+            stats["writer_commit_seconds"].as_f64().unwrap_or(f64::NAN),
+        );
+        let r = reads(&addr, a.connections, a.users, a.read_seconds).await;
+        println!(
+            "profile reads: {} in {:.2} s over {} connections: {:.0} reads/s; p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+            r.requests,
+            r.seconds,
+            a.connections,
+            r.requests as f64 / r.seconds,
+            r.percentile(0.5),
+            r.percentile(0.99),
+            r.percentile(1.0),
+        );
+    });
+    if let Some(mut c) = child {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
+}

@@ -57,6 +57,17 @@ fn http(
     Ok((status, raw[split + 4..].to_vec()))
 }
 
+/// Runs a command to completion and fails the test with its output unless it succeeds.
+fn succeeds(command: &mut Command) {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn admin_json(addr: &str, path: &str) -> Value {
     let auth = format!("Bearer {ADMIN_KEY}");
     let (status, body) = http(addr, "GET", path, &[("Authorization", &auth)], b"").unwrap();
@@ -293,17 +304,11 @@ fn the_segment_and_rudderstack_python_sdks_work_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(dir.path());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/send_with_sdks.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(format!("http://{}", served.addr))
-        .arg(WRITE_KEY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        Command::new(python)
+            .arg(&script)
+            .arg(format!("http://{}", served.addr))
+            .arg(WRITE_KEY),
     );
     // Ada: visitor-1's page and product view, the identify that linked them, the order, the
     // alias, group and screen (Segment SDK), and a later identify (RudderStack SDK).
@@ -344,6 +349,65 @@ fn the_segment_and_rudderstack_python_sdks_work_unchanged() {
     assert_eq!(grace["traits"]["plan"], "pro");
     let found = admin_json(&served.addr, "/api/profiles?trait.plan=pro");
     assert_eq!(found["profiles"].as_array().unwrap().len(), 2);
+    let (clean, _) = served.terminate();
+    assert!(clean);
+}
+
+#[test]
+fn strata_run_segments_the_live_store_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&data);
+    // 120 customers in three kinds: frequent big spenders, occasional small buyers and
+    // one-off buyers long ago; each has an identify and Order Completed events.
+    let day = 86_400i64;
+    let end = 1_795_478_400i64; // 2026-11-24T00:00:00Z
+    let mut batch = Vec::new();
+    for c in 0..120usize {
+        let user = format!("shopper-{c}");
+        batch.push(json!({ "type": "identify", "userId": user, "messageId": format!("id-{c}"),
+            "timestamp": "2025-01-01T00:00:00Z",
+            "traits": { "email": format!("{user}@example.com"), "firstName": "Shop", "lastName": format!("Per {c}") } }));
+        let (orders, spend, last_days_ago) = match c % 3 {
+            0 => (12, 150.0, 3),
+            1 => (3, 20.0, 60),
+            _ => (1, 35.0, 300),
+        };
+        for o in 0..orders {
+            let t = end - (last_days_ago + o * 9 + (c as i64 % 5)) * day;
+            let when = chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339();
+            batch.push(json!({ "type": "track", "userId": user, "event": "Order Completed",
+                "messageId": format!("o-{c}-{o}"), "timestamp": when,
+                "properties": { "order_id": format!("{c}-{o}"), "revenue": spend + (o as f64), "currency": "USD" } }));
+        }
+    }
+    for chunk in batch.chunks(500) {
+        let body = serde_json::to_vec(&json!({ "batch": chunk, "writeKey": WRITE_KEY })).unwrap();
+        let (status, reply) = http(&served.addr, "POST", "/v1/batch", &[], &body).unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    }
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        "[run]\nas_of = \"2026-11-24\"\n\n[sources.orders]\npath = \"data\"\nformat = \"strata_store\"\n\n\
+         [sources.customers]\npath = \"data\"\n\n[segmentation]\nstability_runs = 0\n",
+    )
+    .unwrap();
+    succeeds(
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(dir.path().join("out")),
+    );
+    let assignments = std::fs::read_to_string(dir.path().join("out/assignments.csv")).unwrap();
+    let rows: Vec<&str> = assignments.lines().skip(1).collect();
+    assert_eq!(rows.len(), 120);
+    // Customer ids are the store's profile ids.
+    assert!(rows.iter().all(|r| r.starts_with('p')), "{}", rows[0]);
+    // The server kept serving meanwhile.
+    let stats = admin_json(&served.addr, "/api/stats");
+    assert_eq!(stats["profiles"], 120);
     let (clean, _) = served.terminate();
     assert!(clean);
 }

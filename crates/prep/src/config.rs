@@ -17,10 +17,16 @@ pub enum SourceFormat {
     Whitespace,
     Jsonl,
     Parquet,
+    /// The live store of `strata serve`: `path` is its data directory. Orders are its
+    /// `Order Completed` events, customers its profiles, events its log.
+    StrataStore,
 }
 
 impl SourceFormat {
     pub fn from_path(path: &Path) -> Option<Self> {
+        if path.join("strata.redb").is_file() {
+            return Some(Self::StrataStore);
+        }
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         Some(match ext.as_str() {
             "csv" => Self::Csv,

@@ -31,6 +31,8 @@ pub enum LoadError {
     },
     #[error("{}: invalid Parquet file: {message}", path.display())]
     Parquet { path: PathBuf, message: String },
+    #[error("{}: cannot read the store: {message}", path.display())]
+    Store { path: PathBuf, message: String },
     #[error("[sources.{table}]: {message}")]
     Config { table: String, message: String },
     #[error("preparing {table} failed (a bug in Strata): {message}")]

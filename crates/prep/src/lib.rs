@@ -16,6 +16,7 @@ mod prepare;
 mod pseudo;
 mod quality;
 mod rules;
+mod store_source;
 mod value;
 
 pub use config::{ColumnRef, ColumnSpec, SourceConfig, SourceFormat};

@@ -246,6 +246,11 @@ impl TableBuilder {
     }
 
     /// Takes one row of per-field parse results (in plan order).
+    /// A sink for JSON rows read from elsewhere (the live store).
+    pub(crate) fn rows<'a>(&'a mut self, names: &'a [Option<String>]) -> JsonRows<'a> {
+        JsonRows { table: self, names }
+    }
+
     fn push_row(
         &mut self,
         line: u64,
@@ -374,13 +379,22 @@ pub fn load_source(kind: EntityKind, config: &SourceConfig) -> Result<LoadedSour
             return Err(LoadError::Config {
                 table: kind.to_string(),
                 message: format!(
-                    "cannot tell the format of {} from its extension: set `format` to csv, tsv, whitespace, jsonl or parquet",
+                    "cannot tell the format of {} from its extension: set `format` to csv, tsv, whitespace, jsonl, parquet or strata_store",
                     path.display()
                 ),
             });
         }
     };
     let plan = plan_fields(kind, config)?;
+    if format == SourceFormat::StrataStore {
+        let mut table = TableBuilder::new(kind, path, plan, config.columns.is_empty());
+        for (i, f) in table.plan.iter().enumerate() {
+            table.null_invalid[i] = !f.required && config.null_invalid.contains(&f.name);
+        }
+        let names = json_names(&table)?;
+        crate::store_source::read(&mut table.rows(&names), kind, path)?;
+        return table.finish(path);
+    }
     let io = |source| LoadError::Io {
         path: path.clone(),
         source,
@@ -411,6 +425,12 @@ pub fn load_source(kind: EntityKind, config: &SourceConfig) -> Result<LoadedSour
         SourceFormat::Whitespace => read_whitespace(&mut table, file, path, config.header)?,
         SourceFormat::Jsonl => read_jsonl(&mut table, file, path)?,
         SourceFormat::Parquet => read_parquet(&mut table, file, path)?,
+        SourceFormat::StrataStore => {
+            return Err(LoadError::Internal {
+                table: kind.to_string(),
+                message: "store sources are read above".into(),
+            });
+        }
     }
     table.finish(path)
 }
@@ -698,8 +718,21 @@ fn json_lookup<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde
     path.split('.').try_fold(value, |v, key| v.get(key))
 }
 
-fn read_jsonl(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), LoadError> {
-    let names: Vec<Option<String>> = table
+/// Rows given as JSON objects, each with a position for messages about it.
+pub(crate) struct JsonRows<'a> {
+    table: &'a mut TableBuilder,
+    names: &'a [Option<String>],
+}
+
+impl JsonRows<'_> {
+    pub(crate) fn push(&mut self, line: u64, value: &serde_json::Value) {
+        push_json_row(self.table, self.names, line, value, || value.to_string());
+    }
+}
+
+/// The JSON key (a dotted path is allowed) each planned field is read from.
+fn json_names(table: &TableBuilder) -> Result<Vec<Option<String>>, LoadError> {
+    table
         .plan
         .iter()
         .map(|f| match &f.column {
@@ -708,12 +741,38 @@ fn read_jsonl(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), L
             Some(ColumnRef::Position(_)) => Err(LoadError::Config {
                 table: table.kind.to_string(),
                 message: format!(
-                    "field `{}`: JSON Lines fields are mapped by name, not position",
+                    "field `{}`: JSON fields are mapped by name, not position",
                     f.name
                 ),
             }),
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+/// One JSON object as a row: each planned field read from its key.
+fn push_json_row(
+    table: &mut TableBuilder,
+    names: &[Option<String>],
+    line: u64,
+    value: &serde_json::Value,
+    raw: impl FnOnce() -> String,
+) {
+    let mut cells: Vec<Result<Value, String>> = table
+        .plan
+        .iter()
+        .zip(names)
+        .map(
+            |(f, name)| match name.as_deref().and_then(|n| json_lookup(value, n)) {
+                None => Ok(Value::Null),
+                Some(v) => parse_json(f.ty, &f.dates, v),
+            },
+        )
+        .collect();
+    table.push_row(line, &mut cells, raw);
+}
+
+fn read_jsonl(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), LoadError> {
+    let names = json_names(table)?;
     for_each_line(file, path, |line, bytes| {
         let raw = || String::from_utf8_lossy(bytes).into_owned();
         let value: serde_json::Value = match serde_json::from_slice(bytes) {
@@ -734,18 +793,7 @@ fn read_jsonl(table: &mut TableBuilder, file: File, path: &Path) -> Result<(), L
             table.quarantine(line, None, "expected a JSON object".into(), raw());
             return Ok(());
         }
-        let mut cells: Vec<Result<Value, String>> = table
-            .plan
-            .iter()
-            .zip(&names)
-            .map(
-                |(f, name)| match name.as_deref().and_then(|n| json_lookup(&value, n)) {
-                    None => Ok(Value::Null),
-                    Some(v) => parse_json(f.ty, &f.dates, v),
-                },
-            )
-            .collect();
-        table.push_row(line, &mut cells, raw);
+        push_json_row(table, &names, line, &value, raw);
         Ok(())
     })
 }

@@ -207,7 +207,7 @@ async fn export(
     state: &AppState,
     headers: &HeaderMap,
     name: &str,
-    write: fn(&strata_store::Store, &mut Vec<u8>) -> Result<u64, strata_store::StoreError>,
+    write: fn(&strata_store::Reader, &mut Vec<u8>) -> Result<u64, strata_store::StoreError>,
 ) -> Result<Response, ApiError> {
     require_admin(state, headers)?;
     let store = state.store.clone();

@@ -2,7 +2,7 @@
 //! export through the admin API. Times are UTC microseconds; nested fields (properties,
 //! context, traits, consent) are JSON text so the schema never changes with the data.
 
-use crate::{Profile, Store, StoreError, StoredEvent};
+use crate::{Profile, Reader, StoreError, StoredEvent};
 use arrow::array::{
     ArrayRef, Int64Builder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
 };
@@ -171,7 +171,7 @@ fn write_rows<T, C: Columns<T>, W: Write + Send>(
 }
 
 /// Writes every event of the log, in order, as Parquet; returns the number written.
-pub fn events_parquet<W: Write + Send>(store: &Store, out: W) -> Result<u64, StoreError> {
+pub fn events_parquet<W: Write + Send>(store: &Reader, out: W) -> Result<u64, StoreError> {
     write_rows::<_, EventColumns, _>(out, &event_schema(), |each| store.for_each_event(each))
 }
 
@@ -231,6 +231,6 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 }
 
 /// Writes every profile, in id order, as Parquet; returns the number written.
-pub fn profiles_parquet<W: Write + Send>(store: &Store, out: W) -> Result<u64, StoreError> {
+pub fn profiles_parquet<W: Write + Send>(store: &Reader, out: W) -> Result<u64, StoreError> {
     write_rows::<_, ProfileColumns, _>(out, &profile_schema(), |each| store.for_each_profile(each))
 }

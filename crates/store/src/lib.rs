@@ -240,6 +240,24 @@ pub struct Search {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    reader: Reader,
+}
+
+/// Every read of a [`Reader`] works on a [`Store`] too.
+impl std::ops::Deref for Store {
+    type Target = Reader;
+
+    fn deref(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+/// redb settings shared by the writer and read-only handles: one writing process, any
+/// number of reading ones following its commits.
+fn builder() -> redb::Builder {
+    let mut b = redb::Builder::new();
+    b.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    b
 }
 
 struct Inner {
@@ -273,7 +291,9 @@ impl Store {
             message,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = Database::create(dir.join("strata.redb")).map_err(|e| open_err(e.to_string()))?;
+        let db = builder()
+            .create(dir.join("strata.redb"))
+            .map_err(|e| open_err(e.to_string()))?;
         // Create the tables, so readers never meet a missing one.
         let txn = db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
@@ -301,6 +321,9 @@ impl Store {
             .spawn(move || commit::writer(&writer_db, &queue, &writer_stats))
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
+            reader: Reader {
+                db: Arc::clone(&db) as Arc<dyn ReadableDatabase + Send + Sync>,
+            },
             inner: Arc::new(Inner {
                 db,
                 jobs: Some(jobs),
@@ -346,28 +369,89 @@ impl Store {
         }
     }
 
-    /// True when the database answers a read.
-    pub fn ready(&self) -> bool {
-        self.inner
-            .db
-            .begin_read()
-            .is_ok_and(|t| t.open_table(META).is_ok())
-    }
-
     pub fn stats(&self) -> WriterStats {
         self.inner.stats.lock().map(|s| *s).unwrap_or_default()
     }
 
+    /// Adds an API key (`key` is its secret value; at least 16 characters).
+    pub fn add_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        if key.key.trim().len() < 16 || key.key.chars().any(char::is_whitespace) {
+            return Err(StoreError::Write(
+                "an API key needs at least 16 characters and no spaces".into(),
+            ));
+        }
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        {
+            let mut keys = txn.open_table(KEYS).map_err(write_err)?;
+            let bytes = serde_json::to_vec(key).map_err(write_err)?;
+            keys.insert(key.key.as_str(), bytes.as_slice())
+                .map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    /// Removes a key; false when there was none.
+    pub fn revoke_key(&self, key: &str) -> Result<bool, StoreError> {
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        let existed = {
+            let mut keys = txn.open_table(KEYS).map_err(write_err)?;
+            keys.remove(key).map_err(write_err)?.is_some()
+        };
+        txn.commit().map_err(write_err)?;
+        Ok(existed)
+    }
+}
+
+/// Read access to a store: from a [`Store`] (through `Deref`) or, with [`Reader::open`], from
+/// another process while `strata serve` writes (redb's single-writer mode: readers follow the
+/// writer's commits).
+#[derive(Clone)]
+pub struct Reader {
+    db: Arc<dyn ReadableDatabase + Send + Sync>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// Opens `dir/strata.redb` read-only; works while a server has the store open.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("strata.redb");
+        let open_err = |message: String| StoreError::Open {
+            path: path.clone(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(open_err(
+                "no store here (`strata serve --data DIR` creates one)".into(),
+            ));
+        }
+        let db = builder()
+            .open_read_only(&path)
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// True when the database answers a read.
+    pub fn ready(&self) -> bool {
+        self.db
+            .begin_read()
+            .is_ok_and(|t| t.open_table(META).is_ok())
+    }
+
     /// Events stored.
     pub fn event_count(&self) -> Result<u64, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(EVENTS).map_err(read_err)?;
         table.len().map_err(read_err)
     }
 
     /// Up to `limit` events from position `from` on.
     pub fn events(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(EVENTS).map_err(read_err)?;
         let mut out = Vec::new();
         for entry in table.range(from..).map_err(read_err)?.take(limit) {
@@ -383,7 +467,7 @@ impl Store {
         let Some(profile) = self.profile(key)? else {
             return Ok(Vec::new());
         };
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(HISTORY).map_err(read_err)?;
         let id = profile.id.as_str();
         let mut out = Vec::new();
@@ -396,7 +480,7 @@ impl Store {
 
     /// The profile with this id, or holding this identity (`user:<id>`, `anon:<id>`).
     pub fn profile(&self, key: &str) -> Result<Option<Profile>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let identities = txn.open_table(IDENTITIES).map_err(read_err)?;
         let profiles = txn.open_table(PROFILES).map_err(read_err)?;
         let id = match identities.get(key).map_err(read_err)? {
@@ -415,7 +499,7 @@ impl Store {
         let Some(profile) = self.profile(key)? else {
             return Ok(Vec::new());
         };
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let events = txn.open_table(EVENTS).map_err(read_err)?;
         let mut out = Vec::new();
         for seq in profile.recent_seqs.iter().rev().take(limit) {
@@ -428,7 +512,7 @@ impl Store {
 
     /// Profiles in id order that pass every filter of `search`, at most `search.limit`.
     pub fn search(&self, search: &Search) -> Result<Vec<Profile>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let profiles = txn.open_table(PROFILES).map_err(read_err)?;
         let range = match search.after.as_deref() {
             Some(after) => profiles
@@ -464,7 +548,7 @@ impl Store {
         &self,
         mut each: impl FnMut(Profile) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let profiles = txn.open_table(PROFILES).map_err(read_err)?;
         for entry in profiles.iter().map_err(read_err)? {
             let (_, v) = entry.map_err(read_err)?;
@@ -478,7 +562,7 @@ impl Store {
         &self,
         mut each: impl FnMut(StoredEvent) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let events = txn.open_table(EVENTS).map_err(read_err)?;
         for entry in events.iter().map_err(read_err)? {
             let (_, v) = entry.map_err(read_err)?;
@@ -489,42 +573,14 @@ impl Store {
 
     /// Profiles stored.
     pub fn profile_count(&self) -> Result<u64, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(PROFILES).map_err(read_err)?;
         table.len().map_err(read_err)
     }
 
-    /// Adds an API key (`key` is its secret value; at least 16 characters).
-    pub fn add_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        if key.key.trim().len() < 16 || key.key.chars().any(char::is_whitespace) {
-            return Err(StoreError::Write(
-                "an API key needs at least 16 characters and no spaces".into(),
-            ));
-        }
-        let txn = self.inner.db.begin_write().map_err(write_err)?;
-        {
-            let mut keys = txn.open_table(KEYS).map_err(write_err)?;
-            let bytes = serde_json::to_vec(key).map_err(write_err)?;
-            keys.insert(key.key.as_str(), bytes.as_slice())
-                .map_err(write_err)?;
-        }
-        txn.commit().map_err(write_err)
-    }
-
-    /// Removes a key; false when there was none.
-    pub fn revoke_key(&self, key: &str) -> Result<bool, StoreError> {
-        let txn = self.inner.db.begin_write().map_err(write_err)?;
-        let existed = {
-            let mut keys = txn.open_table(KEYS).map_err(write_err)?;
-            keys.remove(key).map_err(write_err)?.is_some()
-        };
-        txn.commit().map_err(write_err)?;
-        Ok(existed)
-    }
-
     /// Every API key.
     pub fn keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
         let keys = txn.open_table(KEYS).map_err(read_err)?;
         let mut out = Vec::new();
         for entry in keys.iter().map_err(read_err)? {

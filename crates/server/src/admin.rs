@@ -10,8 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use strata_store::computed;
 use strata_store::{ApiKey, KeyKind, Profile, RECENT_EVENTS, Search, StoredEvent, TraitChange};
 
 /// Events a profile answer includes unless `?events=` says otherwise.
@@ -68,12 +69,27 @@ fn parse_limit(
 /// A profile as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct ProfileView {
-    #[serde(flatten)]
+    #[serde(flatten, serialize_with = "without_state")]
     pub profile: Profile,
+    /// Computed traits at the time of the request.
+    pub computed: BTreeMap<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recent_events: Option<Vec<StoredEvent>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trait_history: Option<Vec<TraitChange>>,
+}
+
+/// A profile as JSON without its computed-trait state (internal; the values are shown).
+fn shown(profile: &Profile) -> Value {
+    let mut v = serde_json::to_value(profile).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.remove("computed_state");
+    }
+    v
+}
+
+fn without_state<S: serde::Serializer>(profile: &Profile, s: S) -> Result<S::Ok, S::Error> {
+    Serialize::serialize(&shown(profile), s)
 }
 
 /// `GET /api/profiles/{key}`: `key` is a profile id or an identity (`user:<id>`,
@@ -97,10 +113,12 @@ pub async fn profile(
     };
     let history = matches!(query.get("history").map(String::as_str), Some("true" | "1"));
     let store = state.store.clone();
+    let now = state.now();
     let view = blocking(move || {
         let Some(profile) = store.profile(&key)? else {
             return Ok(None);
         };
+        let computed = store.computed(&profile.id, now)?.unwrap_or_default();
         let recent_events = if events > 0 {
             Some(store.recent_events(&profile.id, events)?)
         } else {
@@ -113,6 +131,7 @@ pub async fn profile(
         };
         Ok(Some(ProfileView {
             profile,
+            computed,
             recent_events,
             trait_history,
         }))
@@ -186,6 +205,7 @@ pub async fn search(
     let next = (profiles.len() == limit)
         .then(|| profiles.last().map(|p| p.id.clone()))
         .flatten();
+    let profiles: Vec<Value> = profiles.iter().map(shown).collect();
     Ok(Json(json!({ "profiles": profiles, "next": next })).into_response())
 }
 
@@ -339,4 +359,77 @@ pub async fn stats(
         "writer_commit_seconds": s.commit_seconds,
     }))
     .into_response())
+}
+
+/// `GET /api/computed-traits`: every definition, the built-in RFM ones first.
+pub async fn list_computed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let store = state.store.clone();
+    let defs = blocking(move || store.definitions()).await?;
+    let builtin: Vec<String> = computed::builtin().into_iter().map(|d| d.name).collect();
+    let shown: Vec<Value> = defs
+        .into_iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(&d).unwrap_or(Value::Null);
+            v["builtin"] = Value::Bool(builtin.contains(&d.name));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "traits": shown })).into_response())
+}
+
+/// `POST /api/computed-traits`: defines (or redefines) a trait and computes it over the whole
+/// log before answering.
+pub async fn define_computed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let def: computed::Definition = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "expected {{\"name\", \"aggregate\", \"event\"?, \"property\"?, \"where\"?, \"window\"?}}: {e}"
+            ),
+        )
+    })?;
+    def.validate()
+        .map_err(|m| ApiError::bad_request("invalid_definition", m))?;
+    let store = state.store.clone();
+    let shown = def.clone();
+    let profiles = blocking(move || store.define(def)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "trait": shown, "profiles_with_values": profiles })),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/computed-traits/{name}`.
+pub async fn undefine_computed(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    if computed::builtin().iter().any(|d| d.name == name) {
+        return Err(ApiError::bad_request(
+            "builtin_trait",
+            format!("`{name}` is built in and cannot be removed"),
+        ));
+    }
+    let store = state.store.clone();
+    if blocking(move || store.undefine(&name)).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "trait_not_found",
+            "no computed trait by that name",
+        ))
+    }
 }

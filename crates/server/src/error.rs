@@ -59,9 +59,13 @@ impl ApiError {
         }
     }
 
-    /// A store failure is the server's problem and transient from the client's side.
+    /// A store failure is the server's problem and transient from the client's side, except
+    /// a refusal of what the client asked.
     pub fn store(e: &StoreError) -> Self {
-        Self::unavailable("store_unavailable", e.to_string())
+        match e {
+            StoreError::Invalid(m) => Self::bad_request("invalid_definition", m.clone()),
+            other => Self::unavailable("store_unavailable", other.to_string()),
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - `/v1/...`: Segment's HTTP Tracking API, wire-compatible, so Segment and RudderStack SDKs
 //!   work by changing only their host ([`ingest`]).
-//! - `/api/...`: the admin API (profiles, search, Parquet export, keys), behind an admin key
+//! - `/api/...`: the admin API (profiles, search, computed traits, Parquet export, keys),
+//!   behind an admin key
 //!   ([`admin`]).
 //! - `/openapi.json`, `/metrics` (Prometheus text), `/health` and `/ready`.
 //!
@@ -151,6 +152,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/keys", get(admin::list_keys).post(admin::create_key))
         .route("/api/keys/{key}", axum::routing::delete(admin::revoke_key))
         .route("/api/stats", get(admin::stats))
+        .route(
+            "/api/computed-traits",
+            get(admin::list_computed).post(admin::define_computed),
+        )
+        .route(
+            "/api/computed-traits/{name}",
+            axum::routing::delete(admin::undefine_computed),
+        )
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::exposition))
         .route("/health", get(health))

@@ -170,6 +170,27 @@ pub fn spec() -> Value {
             parquet_ok("profiles.parquet"),
         ),
     );
+    let mut computed = admin_get(
+        "Every computed-trait definition (the built-in RFM ones first).",
+        &[],
+        json_ok("Definitions.", json!({ "type": "object" })),
+    );
+    computed["post"] = json!({
+        "tags": ["admin"],
+        "summary": "Define (or redefine) a computed trait; it is computed over the whole log before the answer.",
+        "security": [{ "adminKey": [] }],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ComputedTrait" } } } },
+        "responses": { "201": json_ok("Defined.", json!({ "type": "object" })), "400": error("A bad definition."), "401": error("No admin key."), "403": error("Not an admin key."), "503": error("The store is unavailable.") }
+    });
+    paths.insert("/api/computed-traits".into(), computed);
+    paths.insert(
+        "/api/computed-traits/{name}".into(),
+        json!({ "delete": {
+            "tags": ["admin"], "summary": "Remove a computed trait from the definitions and every profile.", "security": [{ "adminKey": [] }],
+            "parameters": [path_param("name", "The trait's name.")],
+            "responses": { "204": { "description": "Removed." }, "400": error("A built-in trait."), "401": error("No admin key."), "403": error("Not an admin key."), "404": error("No such trait.") }
+        } }),
+    );
     paths.insert(
         "/api/stats".into(),
         admin_get(
@@ -259,6 +280,13 @@ pub fn spec() -> Value {
                     "stored": { "type": "integer" }, "duplicates": { "type": "integer" },
                     "rejected": { "type": "array", "items": { "type": "object", "properties": {
                         "index": { "type": "integer" }, "code": { "type": "string" }, "message": { "type": "string" } } } } } },
+                "ComputedTrait": { "type": "object", "required": ["name", "aggregate"], "additionalProperties": false, "properties": {
+                    "name": { "type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$" },
+                    "aggregate": { "enum": ["count", "sum", "first", "last", "distinct", "first_seen", "last_seen", "days_since_last"] },
+                    "event": { "type": "string", "description": "The track event name; absent: every track event." },
+                    "property": { "type": "string", "description": "A property of `properties` (dotted path); `a|b` takes the first present. Needed by sum, first, last and distinct." },
+                    "where": { "type": "object", "description": "Property values the event must have." },
+                    "window": { "type": "string", "description": "Sliding window: a whole number and s, m, h, d, w or y, e.g. `24h`, `30d`." } } },
                 "Profile": { "type": "object", "properties": {
                     "id": { "type": "string" },
                     "identities": { "type": "array", "items": { "type": "string" } },
@@ -269,6 +297,7 @@ pub fn spec() -> Value {
                     "last_seen": { "type": "integer" },
                     "events": { "type": "integer" },
                     "merged_from": { "type": "array", "items": { "type": "string" } },
+                    "computed": { "type": "object", "description": "Computed traits at the time of the request." },
                     "recent_events": { "type": "array", "items": { "type": "object" } },
                     "trait_history": { "type": "array", "items": { "type": "object" } } } }
             }

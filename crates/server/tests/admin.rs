@@ -303,3 +303,107 @@ async fn every_documented_path_answers_and_health_metrics_work() {
     );
     assert!(metrics.contains("strata_store_commits_total"));
 }
+
+#[tokio::test]
+async fn computed_traits_are_defined_computed_over_history_and_shown_on_profiles() {
+    let s = server();
+    journey(&s).await;
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let post = |body: serde_json::Value| {
+        let (s, auth) = (&s, auth.clone());
+        async move {
+            s.request(
+                Method::POST,
+                "/api/computed-traits",
+                &[("authorization", &auth)],
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await
+        }
+    };
+    // Defined after the events: computed over the log before the answer.
+    let r = post(json!({ "name": "orders_week", "aggregate": "count", "event": "Order Completed", "window": "7d" })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    assert_eq!(r.json()["profiles_with_values"], 1);
+    let r = post(json!({ "name": "pages", "aggregate": "count", "event": "Page Viewed" })).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // Later events update it incrementally.
+    let order = json!({ "type": "track", "userId": "ada", "event": "Order Completed", "messageId": "j8",
+        "timestamp": "2026-11-24T11:00:00Z", "properties": { "total": 7.5 } });
+    assert_eq!(s.post("/v1/track", &order).await.status, StatusCode::OK);
+    let ada = s.admin_get("/api/profiles/user:ada?events=0").await.json();
+    let c = &ada["computed"];
+    assert!(
+        ada.get("computed_state").is_none(),
+        "internal state is not shown"
+    );
+    assert_eq!(c["orders_week"], 2);
+    assert_eq!(c["rfm_frequency"], 2);
+    assert_eq!(c["rfm_monetary"], 50.0);
+    assert_eq!(c["rfm_recency_days"], 1.0 / 24.0);
+    assert_eq!(c["pages"], 0);
+    let grace = s
+        .admin_get("/api/profiles/user:grace?events=0")
+        .await
+        .json();
+    assert_eq!(grace["computed"]["rfm_frequency"], 0);
+    assert_eq!(
+        grace["computed"]["rfm_recency_days"],
+        serde_json::Value::Null
+    );
+    let listed = s.admin_get("/api/computed-traits").await.json();
+    let names: Vec<(&str, bool)> = listed["traits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["builtin"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("rfm_recency_days", true),
+            ("rfm_frequency", true),
+            ("rfm_monetary", true),
+            ("orders_week", false),
+            ("pages", false)
+        ]
+    );
+    // Bad definitions, and removal.
+    for (body, code) in [
+        (
+            json!({ "name": "w", "aggregate": "count", "window": "0h" }),
+            "invalid_definition",
+        ),
+        (
+            json!({ "name": "s", "aggregate": "sum" }),
+            "invalid_definition",
+        ),
+        (
+            json!({ "name": "s", "aggregate": "median", "property": "x" }),
+            "invalid_body",
+        ),
+    ] {
+        let r = post(body).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, code.to_string())
+        );
+    }
+    let delete = |name: &str| {
+        let (s, auth, path) = (&s, auth.clone(), format!("/api/computed-traits/{name}"));
+        async move {
+            s.request(
+                Method::DELETE,
+                &path,
+                &[("authorization", &auth)],
+                Body::empty(),
+            )
+            .await
+        }
+    };
+    assert_eq!(delete("rfm_frequency").await.code(), "builtin_trait");
+    assert_eq!(delete("pages").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(delete("pages").await.code(), "trait_not_found");
+    let ada = s.admin_get("/api/profiles/user:ada?events=0").await.json();
+    assert!(ada["computed"].get("pages").is_none());
+}

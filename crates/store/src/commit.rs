@@ -3,9 +3,11 @@
 //!
 //! Events are stored as [`crate::StoredEvent`] JSON.
 
+use crate::computed::{self, Definition};
 use crate::{
-    Consent, EVENTS, HISTORY, IDENTITIES, Kind, MESSAGE_IDS, META, Message, Outcome, PROFILES,
-    Profile, RECENT_EVENTS, StoreError, TraitChange, WriterStats, is_blocked_identifier, write_err,
+    COMPUTED_DEFS, Consent, EVENTS, HISTORY, IDENTITIES, Kind, MESSAGE_IDS, META, Message, Outcome,
+    PROFILES, Profile, RECENT_EVENTS, StoreError, StoredEvent, TraitChange, WriterStats,
+    is_blocked_identifier, write_err,
 };
 use redb::{Database, ReadableTable};
 use serde_json::{Map, Value};
@@ -30,7 +32,18 @@ pub(crate) struct Job {
     pub encoded: Vec<Vec<u8>>,
     /// Each message's consent answers.
     pub consent: Vec<Vec<(String, bool)>>,
+    /// Each track message's `properties` (for computed traits).
+    pub properties: Vec<Option<Value>>,
     pub reply: Reply,
+}
+
+/// What the writer is asked to do.
+pub(crate) enum Work {
+    Messages(Job),
+    /// Add (or replace) a computed trait and compute it over the whole log.
+    Define(Definition, Box<dyn FnOnce(Result<u64, StoreError>) + Send>),
+    /// Remove a computed trait from the definitions and every profile.
+    Undefine(String, Box<dyn FnOnce(Result<bool, StoreError>) + Send>),
 }
 
 impl Job {
@@ -38,33 +51,65 @@ impl Job {
     pub fn new(mut messages: Vec<Message>, reply: Reply) -> Result<Self, (StoreError, Reply)> {
         let mut encoded = Vec::with_capacity(messages.len());
         let mut consent = Vec::with_capacity(messages.len());
+        let mut properties = Vec::with_capacity(messages.len());
         for m in &mut messages {
             match serde_json::to_vec(&*m) {
                 Ok(e) => encoded.push(e),
                 Err(e) => return Err((write_err(e), reply)),
             }
             consent.push(consent_of(m));
+            properties.push(if m.kind == Kind::Track {
+                m.body.get_mut("properties").map(Value::take)
+            } else {
+                None
+            });
             m.body = Value::Null;
         }
         Ok(Self {
             messages,
             encoded,
             consent,
+            properties,
             reply,
         })
     }
 }
 
-/// The writer thread: one job, plus whatever else is already waiting, per transaction.
-pub(crate) fn writer(db: &Database, queue: &mpsc::Receiver<Job>, stats: &Mutex<WriterStats>) {
-    while let Ok(first) = queue.recv() {
+/// The writer thread: one message job, plus whatever other message jobs are already
+/// waiting, per transaction; a definition change in a transaction of its own, in queue
+/// order.
+pub(crate) fn writer(db: &Database, queue: &mpsc::Receiver<Work>, stats: &Mutex<WriterStats>) {
+    let mut held: Option<Work> = None;
+    loop {
+        let first = match held.take() {
+            Some(w) => w,
+            None => match queue.recv() {
+                Ok(w) => w,
+                Err(_) => return,
+            },
+        };
+        let first = match first {
+            Work::Messages(job) => job,
+            Work::Define(def, reply) => {
+                reply(define(db, &def));
+                continue;
+            }
+            Work::Undefine(name, reply) => {
+                reply(undefine(db, &name));
+                continue;
+            }
+        };
         let mut jobs = vec![first];
         let mut waiting = jobs[0].messages.len();
         while waiting < MAX_GROUP {
             match queue.try_recv() {
-                Ok(job) => {
+                Ok(Work::Messages(job)) => {
                     waiting += job.messages.len();
                     jobs.push(job);
+                }
+                Ok(other) => {
+                    held = Some(other);
+                    break;
                 }
                 Err(_) => break,
             }
@@ -137,7 +182,8 @@ fn set_trait(p: &mut Profile, change: &TraitChange) -> bool {
 }
 
 /// Folds `other` (and its trait changes, oldest first) into `into`.
-fn merge(into: &mut Profile, other: Profile, changes: &[TraitChange]) {
+fn merge(into: &mut Profile, other: Profile, changes: &[TraitChange], defs: &[Definition]) {
+    computed::merge(defs, &mut into.computed_state, other.computed_state);
     for id in other.identities {
         if !into.identities.contains(&id) {
             into.identities.push(id);
@@ -200,6 +246,8 @@ struct Tx<'t> {
     profiles: redb::Table<'t, &'static str, &'static [u8]>,
     history: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     touched: HashMap<String, Profile>,
+    /// Computed-trait definitions (built in and stored).
+    defs: Vec<Definition>,
     counters: Counters,
     limited: u64,
 }
@@ -256,7 +304,8 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    /// Moves `other`'s identities, trait changes and event index onto `into`, and deletes it.
+    /// Moves `other`'s identities, trait changes and computed traits onto `into`, and
+    /// deletes it.
     fn absorb(&mut self, into: &mut Profile, other: Profile) -> Result<(), StoreError> {
         let other_id = other.id.clone();
         for id in &other.identities {
@@ -284,7 +333,7 @@ impl Tx<'_> {
             changes.push(serde_json::from_slice::<TraitChange>(bytes).map_err(write_err)?);
         }
         changes.sort_by_key(|c| c.timestamp);
-        merge(into, other, &changes);
+        merge(into, other, &changes, &self.defs);
         Ok(())
     }
 
@@ -294,6 +343,7 @@ impl Tx<'_> {
         m: &Message,
         encoded: &[u8],
         consent: &[(String, bool)],
+        properties: Option<&Value>,
     ) -> Result<Outcome, StoreError> {
         let ids = self.identities_of(m)?;
         if ids.is_empty() {
@@ -338,6 +388,7 @@ impl Tx<'_> {
                     traits: Map::new(),
                     trait_times: BTreeMap::new(),
                     consent: BTreeMap::new(),
+                    computed_state: computed::States::new(),
                     first_seen: m.timestamp,
                     last_seen: m.timestamp,
                     events: 0,
@@ -418,6 +469,18 @@ impl Tx<'_> {
         self.events
             .insert(seq, bytes.as_slice())
             .map_err(write_err)?;
+        if m.kind == Kind::Track {
+            let event = m.event.as_deref();
+            if !computed::apply(
+                &self.defs,
+                &mut profile.computed_state,
+                event,
+                properties,
+                m.timestamp,
+            ) {
+                self.limited += 1;
+            }
+        }
         profile.recent_seqs.push(seq);
         if profile.recent_seqs.len() > RECENT_EVENTS {
             profile.recent_seqs.remove(0);
@@ -465,13 +528,19 @@ fn commit(db: &Database, jobs: &[Job]) -> Result<Committed, StoreError> {
             profiles: txn.open_table(PROFILES).map_err(write_err)?,
             history: txn.open_table(HISTORY).map_err(write_err)?,
             touched: HashMap::new(),
+            defs: load_definitions(&txn.open_table(COMPUTED_DEFS).map_err(write_err)?)?,
             counters,
             limited: 0,
         };
         for job in jobs {
             let mut outcomes = Vec::with_capacity(job.messages.len());
-            for ((m, encoded), consent) in job.messages.iter().zip(&job.encoded).zip(&job.consent) {
-                outcomes.push(tx.apply(m, encoded, consent)?);
+            for (i, m) in job.messages.iter().enumerate() {
+                outcomes.push(tx.apply(
+                    m,
+                    &job.encoded[i],
+                    &job.consent[i],
+                    job.properties[i].as_ref(),
+                )?);
             }
             all.push(outcomes);
         }
@@ -500,4 +569,116 @@ fn commit(db: &Database, jobs: &[Job]) -> Result<Committed, StoreError> {
         apply: applied.as_secs_f64(),
         sync: (start.elapsed() - applied).as_secs_f64(),
     })
+}
+
+/// The built-in definitions and the stored ones.
+pub(crate) fn load_definitions(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<Definition>, StoreError> {
+    let mut defs = computed::builtin();
+    for entry in table.iter().map_err(write_err)? {
+        let (_, v) = entry.map_err(write_err)?;
+        defs.push(serde_json::from_slice(v.value()).map_err(write_err)?);
+    }
+    Ok(defs)
+}
+
+/// Stores a definition and computes it over the whole log, in one transaction; returns the
+/// number of profiles that have a value.
+fn define(db: &Database, def: &Definition) -> Result<u64, StoreError> {
+    def.validate().map_err(StoreError::Invalid)?;
+    let txn = db.begin_write().map_err(write_err)?;
+    let profiles_with_values;
+    {
+        let mut defs = txn.open_table(COMPUTED_DEFS).map_err(write_err)?;
+        let bytes = serde_json::to_vec(def).map_err(write_err)?;
+        defs.insert(def.name.as_str(), bytes.as_slice())
+            .map_err(write_err)?;
+        // Every profile starts without this trait (a replaced definition starts over).
+        // Events name the profile they were stored on; merges may have folded it into
+        // another since.
+        let mut profiles = txn.open_table(PROFILES).map_err(write_err)?;
+        let mut changed: HashMap<String, Profile> = HashMap::new();
+        let mut survivor: HashMap<String, String> = HashMap::new();
+        for entry in profiles.iter().map_err(write_err)? {
+            let (_, v) = entry.map_err(write_err)?;
+            let mut p: Profile = serde_json::from_slice(v.value()).map_err(write_err)?;
+            for merged in &p.merged_from {
+                survivor.insert(merged.clone(), p.id.clone());
+            }
+            if p.computed_state.remove(&def.name).is_some() {
+                changed.insert(p.id.clone(), p);
+            }
+        }
+        let events = txn.open_table(EVENTS).map_err(write_err)?;
+        let one = std::slice::from_ref(def);
+        for entry in events.iter().map_err(write_err)? {
+            let (_, v) = entry.map_err(write_err)?;
+            let e: StoredEvent = serde_json::from_slice(v.value()).map_err(write_err)?;
+            if e.message.kind != Kind::Track {
+                continue;
+            }
+            let properties = e.message.body.get("properties");
+            let event = e.message.event.as_deref();
+            if def.contribution(event, properties).is_none() {
+                continue;
+            }
+            let owner = survivor.get(&e.profile).unwrap_or(&e.profile).clone();
+            if !changed.contains_key(&owner) {
+                let Some(v) = profiles.get(owner.as_str()).map_err(write_err)? else {
+                    continue;
+                };
+                let p: Profile = serde_json::from_slice(v.value()).map_err(write_err)?;
+                changed.insert(owner.clone(), p);
+            }
+            if let Some(p) = changed.get_mut(&owner) {
+                computed::apply(
+                    one,
+                    &mut p.computed_state,
+                    event,
+                    properties,
+                    e.message.timestamp,
+                );
+            }
+        }
+        profiles_with_values = changed
+            .values()
+            .filter(|p| p.computed_state.contains_key(&def.name))
+            .count() as u64;
+        for (id, p) in &changed {
+            let bytes = serde_json::to_vec(p).map_err(write_err)?;
+            profiles
+                .insert(id.as_str(), bytes.as_slice())
+                .map_err(write_err)?;
+        }
+    }
+    txn.commit().map_err(write_err)?;
+    Ok(profiles_with_values)
+}
+
+/// Removes a definition and its state from every profile; false when there was none.
+fn undefine(db: &Database, name: &str) -> Result<bool, StoreError> {
+    let txn = db.begin_write().map_err(write_err)?;
+    let existed;
+    {
+        let mut defs = txn.open_table(COMPUTED_DEFS).map_err(write_err)?;
+        existed = defs.remove(name).map_err(write_err)?.is_some();
+        let mut profiles = txn.open_table(PROFILES).map_err(write_err)?;
+        let mut changed: Vec<Profile> = Vec::new();
+        for entry in profiles.iter().map_err(write_err)? {
+            let (_, v) = entry.map_err(write_err)?;
+            let mut p: Profile = serde_json::from_slice(v.value()).map_err(write_err)?;
+            if p.computed_state.remove(name).is_some() {
+                changed.push(p);
+            }
+        }
+        for p in &changed {
+            let bytes = serde_json::to_vec(p).map_err(write_err)?;
+            profiles
+                .insert(p.id.as_str(), bytes.as_slice())
+                .map_err(write_err)?;
+        }
+    }
+    txn.commit().map_err(write_err)?;
+    Ok(existed)
 }

@@ -101,7 +101,7 @@ enum Command {
     /// Run the live service on a data directory: Segment-compatible event ingestion under
     /// /v1 (point a Segment or RudderStack SDK's host here), the admin API under /api,
     /// /openapi.json, /metrics, /health and /ready. On first start it creates a write key
-    /// and an admin key (saved in <data>/admin.key) unless given.
+    /// and an admin key (saved in DATA/admin.key) unless given.
     Serve {
         /// Data directory (created if missing): the store strata.redb lives here.
         #[arg(long, default_value = "strata-data")]

@@ -40,7 +40,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Trait changes by (profile, change number): kept out of the profile record so that an
 /// event does not rewrite a profile's whole history.
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("trait_history");
-/// Positions of a profile's latest events kept in its record (for [`Store::recent_events`];
+/// Positions of a profile's latest events kept in its record (for [`Reader::recent_events`];
 /// every event is in the log). An index of all events by profile was measured to cost a
 /// fifth of ingestion throughput: each commit dirtied a page per profile touched.
 pub const RECENT_EVENTS: usize = 100;
@@ -142,7 +142,7 @@ pub struct TraitChange {
 }
 
 /// A profile: identities and current traits (last write by event time wins); the changes
-/// are in [`Store::history`].
+/// are in [`Reader::history`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub id: String,

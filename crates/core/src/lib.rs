@@ -9,9 +9,11 @@ mod estimator;
 mod matrix;
 mod schema;
 mod sets;
+mod window;
 
 pub use diagnostics::{Location, Quarantined};
 pub use estimator::{Fit, ParamError, Predict, Transform};
 pub use matrix::{FeatureMatrix, MatrixError};
 pub use schema::{EntityKind, FieldSpec, FieldType, canonical_fields};
 pub use sets::DisjointSets;
+pub use window::{WINDOW_UNITS, unit_seconds, window_micros};

@@ -91,30 +91,22 @@ pub fn parse_window(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("window `{text}` has no unit (s, m, h, d, w or y)"))?;
+        .ok_or_else(|| format!("window `{text}` has no unit: {}", strata_core::WINDOW_UNITS))?;
     let (n, unit) = t.split_at(split);
     let n: i64 = n
         .parse()
         .map_err(|_| format!("window `{text}` must start with a whole number"))?;
-    let seconds = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 604_800,
-        "y" => 31_536_000,
-        other => {
-            return Err(format!(
-                "window `{text}`: unknown unit `{other}` (s, m, h, d, w or y)"
-            ));
-        }
-    };
+    let seconds = strata_core::unit_seconds(unit.trim()).ok_or_else(|| {
+        format!(
+            "window `{text}`: unknown unit `{}` ({})",
+            unit.trim(),
+            strata_core::WINDOW_UNITS
+        )
+    })?;
     if n <= 0 {
         return Err(format!("window `{text}` must be longer than zero"));
     }
-    n.checked_mul(seconds)
-        .and_then(|s| s.checked_mul(1_000_000))
-        .ok_or_else(|| format!("window `{text}` is too long"))
+    strata_core::window_micros(n, seconds).ok_or_else(|| format!("window `{text}` is too long"))
 }
 
 impl Definition {

@@ -1,0 +1,12 @@
+//! Rule segments (issue 7, first part): a condition language for marketers and analysts,
+//! checked into a typed plan, and two evaluators that must agree at every instant: batch
+//! over a profile's history ([`evaluate`]) and incremental on each event and timer
+//! ([`Live`]). The language with examples: `docs/rules.md`.
+
+mod eval;
+mod lang;
+mod plan;
+
+pub use eval::{Event, Facts, Live, evaluate};
+pub use lang::{Cmp, EventSel, Expr, Pos, RuleError, TraitTest, parse};
+pub use plan::{Rule, Schema, ValueType, check_cycles, compile};

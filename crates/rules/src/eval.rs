@@ -34,9 +34,11 @@ pub struct Facts<'a> {
     pub computed: &'a BTreeMap<String, Value>,
     /// The segments the profile is in now.
     pub segments: &'a BTreeSet<String>,
+    /// Scores at the instant of evaluation (see [`crate::score`]).
+    pub scores: &'a BTreeMap<String, f64>,
 }
 
-fn property<'a>(props: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn property<'a>(props: &'a Value, path: &str) -> Option<&'a Value> {
     props
         .get(path)
         .or_else(|| path.split('.').try_fold(props, |v, k| v.get(k)))
@@ -115,6 +117,12 @@ fn fact_holds(expr: &Expr, facts: &Facts<'_>, now: i64) -> bool {
             .get(name)
             .is_some_and(|have| compare(have, *cmp, value)),
         Expr::InSegment { name, .. } => facts.segments.contains(name),
+        Expr::Score {
+            name, cmp, value, ..
+        } => facts
+            .scores
+            .get(name)
+            .is_some_and(|s| cmp.holds(*s, *value)),
         _ => false,
     }
 }
@@ -133,9 +141,10 @@ pub fn evaluate(expr: &Expr, facts: &Facts<'_>, events: &[Event], now: i64) -> b
         Expr::And(parts) => parts.iter().all(|p| evaluate(p, facts, events, now)),
         Expr::Or(parts) => parts.iter().any(|p| evaluate(p, facts, events, now)),
         Expr::Not(inner) => !evaluate(inner, facts, events, now),
-        Expr::Trait { .. } | Expr::Computed { .. } | Expr::InSegment { .. } => {
-            fact_holds(expr, facts, now)
-        }
+        Expr::Trait { .. }
+        | Expr::Computed { .. }
+        | Expr::InSegment { .. }
+        | Expr::Score { .. } => fact_holds(expr, facts, now),
         Expr::Count {
             sel,
             cmp,
@@ -223,7 +232,10 @@ fn leaves(expr: &Expr, out: &mut Vec<Expr>) {
         Expr::Count { .. } | Expr::Sum { .. } | Expr::Then { .. } | Expr::ThenNo { .. } => {
             out.push(expr.clone());
         }
-        Expr::Trait { .. } | Expr::Computed { .. } | Expr::InSegment { .. } => {}
+        Expr::Trait { .. }
+        | Expr::Computed { .. }
+        | Expr::InSegment { .. }
+        | Expr::Score { .. } => {}
     }
 }
 
@@ -364,9 +376,10 @@ impl Live {
                 .map(|p| self.eval(p, facts, now, next))
                 .fold(false, |a, b| a | b),
             Expr::Not(inner) => !self.eval(inner, facts, now, next),
-            Expr::Trait { .. } | Expr::Computed { .. } | Expr::InSegment { .. } => {
-                fact_holds(expr, facts, now)
-            }
+            Expr::Trait { .. }
+            | Expr::Computed { .. }
+            | Expr::InSegment { .. }
+            | Expr::Score { .. } => fact_holds(expr, facts, now),
             Expr::Count { cmp, n, window, .. } => match slot() {
                 Slot::Window { entries } => {
                     let count = entries

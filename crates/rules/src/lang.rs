@@ -14,6 +14,7 @@
 //!           | EVENT "then" ["no"] EVENT "within" DURATION
 //!           | EVENT [TIMES] "within" DURATION
 //!           | "in" "segment" STRING
+//!           | "score" NAME CMP NUMBER
 //! trait_test := CMP LITERAL | "exists" | "is" "missing" | "in" "(" LITERAL ("," LITERAL)* ")"
 //!             | "within" "last" DURATION | "more" "than" DURATION "ago"
 //! EVENT    := STRING ["with" PATH CMP LITERAL ("," PATH CMP LITERAL)*]
@@ -148,6 +149,13 @@ pub enum Expr {
     /// Membership of another segment (a rule segment or a cluster of a batch model).
     InSegment {
         name: String,
+        pos: Pos,
+    },
+    /// A score of a scoring plan, compared with a number.
+    Score {
+        name: String,
+        cmp: Cmp,
+        value: f64,
         pos: Pos,
     },
 }
@@ -615,6 +623,18 @@ impl Parser {
                         window,
                     })
                 }
+                "score" => {
+                    self.at += 1;
+                    let (name, pos) = self.name("a scoring plan's name")?;
+                    let cmp = self.cmp()?;
+                    let value = self.number()?;
+                    Ok(Expr::Score {
+                        name,
+                        cmp,
+                        value,
+                        pos,
+                    })
+                }
                 "in" => {
                     self.at += 1;
                     self.word("segment", Some("e.g. `in segment \"VIP\"`"))?;
@@ -625,7 +645,7 @@ impl Parser {
                     pos,
                     format!("`{other}` does not start a condition"),
                     Some(
-                        "start with trait, computed, an event name in double quotes, no, sum, in segment, not or ("
+                        "start with trait, computed, score, an event name in double quotes, no, sum, in segment, not or ("
                             .into(),
                     ),
                 )),

@@ -6,7 +6,10 @@
 mod eval;
 mod lang;
 mod plan;
+pub mod score;
+mod why;
 
 pub use eval::{Event, Facts, Live, evaluate};
 pub use lang::{Cmp, EventSel, Expr, Pos, RuleError, TraitTest, parse};
 pub use plan::{Rule, Schema, ValueType, check_cycles, compile};
+pub use why::{Why, describe, explain};

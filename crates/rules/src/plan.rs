@@ -43,6 +43,8 @@ pub struct Schema {
     pub computed: BTreeMap<String, ValueType>,
     /// Segments (rule segments and clusters) a rule may test membership of.
     pub segments: BTreeSet<String>,
+    /// Scoring plans.
+    pub scores: BTreeSet<String>,
 }
 
 /// A checked rule.
@@ -154,6 +156,17 @@ fn check(expr: &Expr, schema: &Schema, uses: &mut BTreeSet<String>) -> Result<()
             }
             uses.insert(name.clone());
             Ok(())
+        }
+        Expr::Score { name, pos, .. } => {
+            if schema.scores.contains(name) {
+                Ok(())
+            } else {
+                Err(error(
+                    *pos,
+                    format!("there is no scoring plan `{name}`"),
+                    closest(name, schema.scores.iter()),
+                ))
+            }
         }
         Expr::Count { .. } | Expr::Sum { .. } | Expr::Then { .. } | Expr::ThenNo { .. } => Ok(()),
     }

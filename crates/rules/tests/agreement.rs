@@ -24,6 +24,7 @@ fn schema() -> Schema {
         ]),
         computed: BTreeMap::new(),
         segments: BTreeSet::new(),
+        scores: BTreeSet::new(),
     }
 }
 
@@ -124,7 +125,8 @@ proptest! {
     ) {
         let rule = compile(&text, &schema()).unwrap();
         let (traits, computed, segments) = facts_for(plan, created * S);
-        let facts = Facts { traits: &traits, computed: &computed, segments: &segments };
+        let scores = BTreeMap::new();
+        let facts = Facts { traits: &traits, computed: &computed, segments: &segments, scores: &scores };
         let mut live = Live::new(&rule.expr);
         let mut arrived: Vec<Event> = Vec::new();
         let mut checkpoints: Vec<i64> = events.iter().map(|e| e.1).collect();

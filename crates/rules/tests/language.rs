@@ -11,7 +11,8 @@
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use strata_rules::{
-    Cmp, Event, Expr, Facts, Live, Pos, Rule, Schema, ValueType, check_cycles, compile, evaluate,
+    Cmp, Event, Expr, Facts, Live, Pos, Rule, Schema, ValueType, check_cycles, compile, describe,
+    evaluate, explain,
 };
 
 const H: i64 = 3_600_000_000;
@@ -26,6 +27,7 @@ fn schema() -> Schema {
         ]),
         computed: BTreeMap::from([("rfm_frequency".to_string(), ValueType::Number)]),
         segments: BTreeSet::from(["Champions".to_string(), "Cart abandoners".to_string()]),
+        scores: BTreeSet::from(["lead".to_string()]),
     }
 }
 
@@ -134,6 +136,11 @@ fn bad_rules_point_at_the_problem_with_a_hint() {
         msg.contains("there is no segment \"Champs\"") && msg.contains("Champions"),
         "{msg}"
     );
+    let (_, msg) = refused("score leed > 3");
+    assert!(
+        msg.contains("no scoring plan `leed`") && msg.contains("`lead`"),
+        "{msg}"
+    );
     let (_, msg) = refused("");
     assert!(msg.contains("empty"), "{msg}");
 }
@@ -172,6 +179,7 @@ struct World {
     traits: Map<String, Value>,
     computed: BTreeMap<String, Value>,
     segments: BTreeSet<String>,
+    scores: BTreeMap<String, f64>,
 }
 
 impl World {
@@ -180,6 +188,7 @@ impl World {
             traits: Map::new(),
             computed: BTreeMap::new(),
             segments: BTreeSet::new(),
+            scores: BTreeMap::new(),
         }
     }
     fn facts(&self) -> Facts<'_> {
@@ -187,6 +196,7 @@ impl World {
             traits: &self.traits,
             computed: &self.computed,
             segments: &self.segments,
+            scores: &self.scores,
         }
     }
 }
@@ -262,6 +272,7 @@ fn traits_computed_traits_and_segments_are_read_from_the_facts() {
     w.traits.insert("age".into(), json!(41));
     w.computed.insert("rfm_frequency".into(), json!(4));
     w.segments.insert("Champions".into());
+    w.scores.insert("lead".into(), 72.5);
     let holds = |text: &str, w: &World| {
         evaluate(&compile(text, &schema()).unwrap().expr, &w.facts(), &[], 0)
     };
@@ -271,8 +282,68 @@ fn traits_computed_traits_and_segments_are_read_from_the_facts() {
         &w
     ));
     assert!(holds("in segment \"Champions\"", &w));
+    assert!(holds("score lead >= 70 and not score lead > 80", &w));
     assert!(!holds(
         "in segment \"Cart abandoners\" or trait plan in (\"free\", \"team\")",
         &w
     ));
+}
+
+#[test]
+fn a_rule_explains_each_condition_and_reads_back_as_written() {
+    let mut w = World::new();
+    w.traits.insert("plan".into(), json!("free"));
+    let text = "(\"Product Viewed\" with category = \"shoes\" at least 2 times within 24h or trait plan = \"pro\")\n and \"Added to Cart\" then no \"Order Completed\" within 2h";
+    let rule = compile(text, &schema()).unwrap();
+    let events = [
+        Event {
+            time: H,
+            name: "Product Viewed".into(),
+            properties: json!({ "category": "shoes" }),
+        },
+        Event {
+            time: 2 * H,
+            name: "Product Viewed".into(),
+            properties: json!({ "category": "hats" }),
+        },
+        Event {
+            time: 3 * H,
+            name: "Added to Cart".into(),
+            properties: json!({}),
+        },
+    ];
+    let why = explain(&rule.expr, &w.facts(), &events, 4 * H);
+    assert!(!why.holds);
+    assert_eq!(why.found, "0 of 2 parts hold");
+    let views = &why.parts[0].parts[0];
+    assert_eq!(
+        views.condition,
+        "\"Product Viewed\" with category = \"shoes\" at least 2 times within 1d"
+    );
+    assert!(
+        views.found.starts_with("1 matching events in the last 1d"),
+        "{}",
+        views.found
+    );
+    assert_eq!(why.parts[0].parts[1].found, "plan is \"free\"");
+    assert!(
+        why.parts[1]
+            .found
+            .contains("its 2h end at 1970-01-01T05:00:00Z"),
+        "{}",
+        why.parts[1].found
+    );
+    // Two hours after the cart, the abandonment part holds.
+    let later = explain(&rule.expr, &w.facts(), &events, 5 * H);
+    assert!(later.parts[1].holds);
+    // What `describe` writes parses back to the same rule.
+    for t in [
+        text,
+        "not (trait created_at within last 30d) or score lead > 3",
+        "sum of revenue in \"Order Completed\" >= 100 within 30d",
+    ] {
+        let once = describe(&compile(t, &schema()).unwrap().expr);
+        let twice = describe(&compile(&once, &schema()).unwrap().expr);
+        assert_eq!(once, twice);
+    }
 }

@@ -1,0 +1,212 @@
+//! Lead and engagement scoring: weighted events whose points decay with a half-life, with
+//! caps, negative signals, and a "why this score" explanation. A score is a profile fact
+//! that rules test with `score NAME >= 50`.
+//!
+//! At instant `now` an event of time `t ≤ now` contributes `points × 0.5^((now − t) /
+//! half_life)` (no decay without a half-life). A signal's total is capped in magnitude at
+//! its `cap`; the score is the sum of the signals, clamped to `[min, max]`.
+//!
+//! [`Scorer`] keeps each signal's total incrementally: it is stored as its value at a
+//! reference time and decayed on read, so an event costs O(1) whatever its order of
+//! arrival. Events stamped after `now` wait until their time.
+
+use crate::eval::Event;
+use crate::lang::EventSel;
+
+/// One kind of event and what it is worth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    /// A label for explanations, e.g. "viewed pricing".
+    pub label: String,
+    pub event: EventSel,
+    /// Points per event; negative for signals that lower the score (e.g. "Unsubscribed").
+    pub points: f64,
+    /// µs for the points to halve; `None`: no decay.
+    pub half_life: Option<i64>,
+    /// Largest magnitude of this signal's total.
+    pub cap: Option<f64>,
+}
+
+/// A scoring plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub signals: Vec<Signal>,
+    /// The score is clamped to `[min, max]`.
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Plan {
+    /// Checks the plan; the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.signals.is_empty() {
+            return Err(format!("scoring plan `{}` has no signals", self.name));
+        }
+        if self.min.is_nan() || self.max.is_nan() || self.min > self.max {
+            return Err(format!(
+                "scoring plan `{}`: min ({}) must not exceed max ({})",
+                self.name, self.min, self.max
+            ));
+        }
+        for s in &self.signals {
+            if !s.points.is_finite() || s.points == 0.0 {
+                return Err(format!(
+                    "signal `{}`: points must be a non-zero number",
+                    s.label
+                ));
+            }
+            if s.half_life.is_some_and(|h| h <= 0) {
+                return Err(format!(
+                    "signal `{}`: the half-life must be longer than zero",
+                    s.label
+                ));
+            }
+            if s.cap.is_some_and(|c| c.is_nan() || c <= 0.0) {
+                return Err(format!("signal `{}`: a cap must be above zero", s.label));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decay(half_life: Option<i64>, from: i64, to: i64) -> f64 {
+    match half_life {
+        Some(h) => (-((to - from) as f64) / h as f64 * std::f64::consts::LN_2).exp(),
+        None => 1.0,
+    }
+}
+
+/// One signal's share of a score, for "why this score".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    pub label: String,
+    /// Events counted so far.
+    pub events: u64,
+    /// The decayed total before the cap.
+    pub raw: f64,
+    /// After the cap.
+    pub points: f64,
+    pub capped: bool,
+}
+
+/// A score and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub score: f64,
+    /// Largest magnitude first.
+    pub contributions: Vec<Contribution>,
+    /// Clamped to the plan's min or max.
+    pub clamped: bool,
+}
+
+fn combine(plan: &Plan, raws: &[(f64, u64)]) -> Explanation {
+    let mut contributions: Vec<Contribution> = plan
+        .signals
+        .iter()
+        .zip(raws)
+        .map(|(s, &(raw, events))| {
+            let points = s.cap.map_or(raw, |c| raw.clamp(-c, c));
+            Contribution {
+                label: s.label.clone(),
+                events,
+                raw,
+                points,
+                capped: points != raw,
+            }
+        })
+        .collect();
+    let total: f64 = contributions.iter().map(|c| c.points).sum();
+    let score = total.clamp(plan.min, plan.max);
+    contributions.sort_by(|a, b| b.points.abs().total_cmp(&a.points.abs()));
+    Explanation {
+        score,
+        contributions,
+        clamped: score != total,
+    }
+}
+
+/// Batch: the score of a whole history at `now`.
+pub fn score(plan: &Plan, events: &[Event], now: i64) -> Explanation {
+    let raws: Vec<(f64, u64)> = plan
+        .signals
+        .iter()
+        .map(|s| {
+            events
+                .iter()
+                .filter(|e| e.time <= now && s.event.matches(e))
+                .fold((0.0, 0u64), |(sum, n), e| {
+                    (sum + s.points * decay(s.half_life, e.time, now), n + 1)
+                })
+        })
+        .collect();
+    combine(plan, &raws)
+}
+
+/// Incremental: fed events as they arrive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scorer {
+    plan: Plan,
+    /// Per signal: total as of `at`, events counted.
+    totals: Vec<(f64, i64, u64)>,
+    /// Events stamped after the clock at arrival: (time, signal index).
+    pending: Vec<(i64, usize)>,
+}
+
+impl Scorer {
+    pub fn new(plan: Plan) -> Self {
+        let n = plan.signals.len();
+        Self {
+            plan,
+            totals: vec![(0.0, 0, 0); n],
+            pending: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, i: usize, time: i64) {
+        let s = &self.plan.signals[i];
+        let (total, at, n) = self.totals[i];
+        // Move the reference time forward to the later of the two, so numbers stay small.
+        let at_new = at.max(time);
+        self.totals[i] = (
+            total * decay(s.half_life, at, at_new) + s.points * decay(s.half_life, time, at_new),
+            at_new,
+            n + 1,
+        );
+    }
+
+    /// Takes an event that arrived at `now`.
+    pub fn observe(&mut self, e: &Event, now: i64) {
+        for i in 0..self.plan.signals.len() {
+            if self.plan.signals[i].event.matches(e) {
+                if e.time > now {
+                    self.pending.push((e.time, i));
+                } else {
+                    self.add(i, e.time);
+                }
+            }
+        }
+    }
+
+    /// The score and why, at `now`.
+    pub fn explain(&mut self, now: i64) -> Explanation {
+        let due: Vec<(i64, usize)> = self
+            .pending
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t <= now)
+            .collect();
+        self.pending.retain(|(t, _)| *t > now);
+        for (t, i) in due {
+            self.add(i, t);
+        }
+        let raws: Vec<(f64, u64)> = self
+            .plan
+            .signals
+            .iter()
+            .zip(&self.totals)
+            .map(|(s, &(total, at, n))| (total * decay(s.half_life, at, now), n))
+            .collect();
+        combine(&self.plan, &raws)
+    }
+}

@@ -217,20 +217,20 @@ fn insert_sorted(v: &mut Vec<i64>, t: i64) {
     v.insert(at, t);
 }
 
-/// The incremental evaluator of one rule for one profile.
+/// The incremental evaluator of one rule for one profile: what it keeps per event
+/// condition. The rule itself is passed to each call (one copy serves every profile).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Live {
-    expr: Expr,
     slots: Vec<Slot>,
 }
 
 /// The event conditions of `expr`, in a fixed order (depth first).
-fn leaves(expr: &Expr, out: &mut Vec<Expr>) {
+fn leaves<'a>(expr: &'a Expr, out: &mut Vec<&'a Expr>) {
     match expr {
         Expr::And(parts) | Expr::Or(parts) => parts.iter().for_each(|p| leaves(p, out)),
         Expr::Not(inner) => leaves(inner, out),
         Expr::Count { .. } | Expr::Sum { .. } | Expr::Then { .. } | Expr::ThenNo { .. } => {
-            out.push(expr.clone());
+            out.push(expr);
         }
         Expr::Trait { .. }
         | Expr::Computed { .. }
@@ -260,18 +260,15 @@ impl Live {
                 },
             })
             .collect();
-        Self {
-            expr: expr.clone(),
-            slots,
-        }
+        Self { slots }
     }
 
     /// Takes an event that arrived at `now` (its own time may be earlier: a late event, or
     /// later: a clock ahead), and drops what can no longer matter.
-    pub fn observe(&mut self, e: &Event, now: i64) {
+    pub fn observe(&mut self, expr: &Expr, e: &Event, now: i64) {
         let mut ls = Vec::new();
-        leaves(&self.expr, &mut ls);
-        for (leaf, slot) in ls.iter().zip(&mut self.slots) {
+        leaves(expr, &mut ls);
+        for (leaf, slot) in ls.iter().copied().zip(&mut self.slots) {
             match (leaf, slot) {
                 (Expr::Count { sel, window, .. }, Slot::Window { entries }) => {
                     if sel.matches(e) {
@@ -354,9 +351,9 @@ impl Live {
     }
 
     /// The rule's value at `now` (not before the last event observed).
-    pub fn evaluate(&self, facts: &Facts<'_>, now: i64) -> bool {
+    pub fn evaluate(&self, expr: &Expr, facts: &Facts<'_>, now: i64) -> bool {
         let mut next = 0;
-        self.eval(&self.expr, facts, now, &mut next)
+        self.eval(expr, facts, now, &mut next)
     }
 
     fn eval(&self, expr: &Expr, facts: &Facts<'_>, now: i64, next: &mut usize) -> bool {
@@ -434,11 +431,11 @@ impl Live {
     /// The first instant after `now` at which the rule's value can change without a new
     /// event (a window expiring, an absence elapsing, a future-dated event or trait time
     /// coming due); `None` if it cannot.
-    pub fn next_change(&self, facts: &Facts<'_>, now: i64) -> Option<i64> {
+    pub fn next_change(&self, expr: &Expr, facts: &Facts<'_>, now: i64) -> Option<i64> {
         let mut candidates: Vec<i64> = Vec::new();
         let mut ls = Vec::new();
-        leaves(&self.expr, &mut ls);
-        for (leaf, slot) in ls.iter().zip(&self.slots) {
+        leaves(expr, &mut ls);
+        for (leaf, slot) in ls.iter().copied().zip(&self.slots) {
             match (leaf, slot) {
                 (
                     Expr::Count { window, .. } | Expr::Sum { window, .. },
@@ -468,7 +465,7 @@ impl Live {
                 _ => {}
             }
         }
-        trait_deadlines(&self.expr, facts, &mut candidates);
+        trait_deadlines(expr, facts, &mut candidates);
         candidates.into_iter().filter(|t| *t > now).min()
     }
 }

@@ -3,6 +3,7 @@
 //! over a profile's history ([`evaluate`]) and incremental on each event and timer
 //! ([`Live`]). The language with examples: `docs/rules.md`.
 
+pub mod engine;
 mod eval;
 mod lang;
 mod plan;

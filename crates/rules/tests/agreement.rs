@@ -137,18 +137,18 @@ proptest! {
             while fed < events.len() && events[fed].1 <= now {
                 let (time, _, name, p) = events[fed];
                 let e = Event { time, name: name.into(), properties: json!({ "p": p }) };
-                live.observe(&e, events[fed].1);
+                live.observe(&rule.expr, &e, events[fed].1);
                 arrived.push(e);
                 fed += 1;
             }
             let batch = evaluate(&rule.expr, &facts, &arrived, now);
-            prop_assert_eq!(live.evaluate(&facts, now), batch, "{} at {}s", text, now / S);
+            prop_assert_eq!(live.evaluate(&rule.expr, &facts, now), batch, "{} at {}s", text, now / S);
             // Until the next arrival, the value changes only at instants next_change names.
             let horizon = checkpoints.get(ci + 1).copied().unwrap_or(400 * S);
             let mut t = now;
             let mut value = batch;
             while t < horizon {
-                let next = live.next_change(&facts, t).unwrap_or(i64::MAX).min(horizon);
+                let next = live.next_change(&rule.expr, &facts, t).unwrap_or(i64::MAX).min(horizon);
                 for probe in [t + 1, (t + next) / 2, next - 1] {
                     if probe > t && probe < next {
                         prop_assert_eq!(
@@ -161,7 +161,7 @@ proptest! {
                     break;
                 }
                 value = evaluate(&rule.expr, &facts, &arrived, next);
-                prop_assert_eq!(live.evaluate(&facts, next), value, "{} at timer {}µs", text, next);
+                prop_assert_eq!(live.evaluate(&rule.expr, &facts, next), value, "{} at timer {}µs", text, next);
                 t = next;
             }
         }

@@ -222,19 +222,19 @@ fn an_absence_fires_when_its_window_expires_by_the_timer() {
     )
     .unwrap();
     let mut live = Live::new(&rule.expr);
-    live.observe(&event("Added to Cart", 1.0), H);
-    assert!(!live.evaluate(&w.facts(), H));
+    live.observe(&rule.expr, &event("Added to Cart", 1.0), H);
+    assert!(!live.evaluate(&rule.expr, &w.facts(), H));
     // The injected clock: the next change is announced for exactly 2 h after the cart.
-    assert_eq!(live.next_change(&w.facts(), H), Some(3 * H));
-    assert!(!live.evaluate(&w.facts(), 3 * H - 1));
-    assert!(live.evaluate(&w.facts(), 3 * H));
+    assert_eq!(live.next_change(&rule.expr, &w.facts(), H), Some(3 * H));
+    assert!(!live.evaluate(&rule.expr, &w.facts(), 3 * H - 1));
+    assert!(live.evaluate(&rule.expr, &w.facts(), 3 * H));
     // An order within the 2 h, arriving late (after the window expired), takes it back.
-    live.observe(&event("Order Completed", 2.5), 3 * H + 5);
-    assert!(!live.evaluate(&w.facts(), 3 * H + 5));
+    live.observe(&rule.expr, &event("Order Completed", 2.5), 3 * H + 5);
+    assert!(!live.evaluate(&rule.expr, &w.facts(), 3 * H + 5));
     // A new cart starts over.
-    live.observe(&event("Added to Cart", 4.0), 4 * H);
-    assert_eq!(live.next_change(&w.facts(), 4 * H), Some(6 * H));
-    assert!(live.evaluate(&w.facts(), 6 * H));
+    live.observe(&rule.expr, &event("Added to Cart", 4.0), 4 * H);
+    assert_eq!(live.next_change(&rule.expr, &w.facts(), 4 * H), Some(6 * H));
+    assert!(live.evaluate(&rule.expr, &w.facts(), 6 * H));
 }
 
 #[test]
@@ -243,14 +243,18 @@ fn late_and_future_dated_events_count_by_their_event_time() {
     let rule = compile("\"Product Viewed\" at least 2 times within 1h", &schema()).unwrap();
     let mut live = Live::new(&rule.expr);
     // A clock 10 minutes ahead: the event counts from its own time on, not before.
-    live.observe(&event("Product Viewed", 5.0 + 10.0 / 60.0), 5 * H);
-    live.observe(&event("Product Viewed", 5.0), 5 * H);
-    assert!(!live.evaluate(&w.facts(), 5 * H));
-    let when = live.next_change(&w.facts(), 5 * H).unwrap();
+    live.observe(
+        &rule.expr,
+        &event("Product Viewed", 5.0 + 10.0 / 60.0),
+        5 * H,
+    );
+    live.observe(&rule.expr, &event("Product Viewed", 5.0), 5 * H);
+    assert!(!live.evaluate(&rule.expr, &w.facts(), 5 * H));
+    let when = live.next_change(&rule.expr, &w.facts(), 5 * H).unwrap();
     assert_eq!(when, 5 * H + H / 6);
-    assert!(live.evaluate(&w.facts(), when));
+    assert!(live.evaluate(&rule.expr, &w.facts(), when));
     // A late event older than the window is ignored, as the batch evaluator ignores it.
-    live.observe(&event("Product Viewed", 3.0), 6 * H);
+    live.observe(&rule.expr, &event("Product Viewed", 3.0), 6 * H);
     let all = [
         event("Product Viewed", 5.0 + 10.0 / 60.0),
         event("Product Viewed", 5.0),
@@ -258,7 +262,7 @@ fn late_and_future_dated_events_count_by_their_event_time() {
     ];
     for t in [6 * H, 6 * H + H / 6 - 1, 6 * H + H / 6] {
         assert_eq!(
-            live.evaluate(&w.facts(), t),
+            live.evaluate(&rule.expr, &w.facts(), t),
             evaluate(&rule.expr, &w.facts(), &all, t),
             "at {t}"
         );

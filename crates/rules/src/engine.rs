@@ -1,0 +1,247 @@
+//! Live membership of many rule segments over many profiles: each event re-evaluates its
+//! profile's segments (in dependency order, so `in segment` sees this instant's answers) and
+//! reports who entered and who left; timers re-evaluate a profile exactly when its answer can
+//! change without an event (an absence elapsing, a window expiring).
+//!
+//! Time is injected: [`Engine::observe`] and [`Engine::tick`] take `now`, which must not go
+//! backwards. A driver calls `tick` when [`Engine::next_timer`] comes due.
+
+use crate::eval::{Event, Facts, Live};
+use crate::lang::{Expr, Pos, RuleError, error};
+use crate::plan::{Rule, check_cycles};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A profile entered or left a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub segment: String,
+    pub profile: String,
+    pub entered: bool,
+    /// The instant of the change (µs).
+    pub at: i64,
+}
+
+/// A profile's facts, owned by the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileFacts {
+    pub traits: Map<String, Value>,
+    pub computed: BTreeMap<String, Value>,
+    pub scores: BTreeMap<String, f64>,
+    /// Segments decided elsewhere, such as the profile's cluster of a batch model.
+    pub segments: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ProfileState {
+    lives: Vec<Live>,
+    member: Vec<bool>,
+    facts: ProfileFacts,
+    timer: Option<i64>,
+}
+
+/// Every active segment and every profile's state.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    names: Vec<String>,
+    rules: Vec<Expr>,
+    /// Segment indices, each after the segments it refers to.
+    order: Vec<usize>,
+    profiles: HashMap<String, ProfileState>,
+    timers: BTreeSet<(i64, String)>,
+}
+
+fn uses(expr: &Expr, out: &mut Vec<String>) {
+    match expr {
+        Expr::And(ps) | Expr::Or(ps) => ps.iter().for_each(|p| uses(p, out)),
+        Expr::Not(inner) => uses(inner, out),
+        Expr::InSegment { name, .. } => out.push(name.clone()),
+        _ => {}
+    }
+}
+
+impl Engine {
+    /// An engine for these segments (name, checked rule). Refuses two segments of one name
+    /// and cycles of `in segment` references. A reference to a segment that is not here
+    /// (a cluster of a batch model) reads the profile's facts.
+    pub fn new(segments: Vec<(String, Rule)>) -> Result<Self, RuleError> {
+        let names: Vec<String> = segments.iter().map(|(n, _)| n.clone()).collect();
+        let set: BTreeMap<String, Rule> = segments.iter().cloned().collect();
+        if set.len() != names.len() {
+            return Err(error(
+                Pos::default(),
+                "two segments have the same name",
+                None,
+            ));
+        }
+        check_cycles(&set)?;
+        // Depth-first: a segment after everything it uses.
+        let index: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let mut order = Vec::with_capacity(names.len());
+        let mut placed = vec![false; names.len()];
+        fn place(
+            i: usize,
+            rules: &[(String, Rule)],
+            index: &HashMap<&str, usize>,
+            placed: &mut Vec<bool>,
+            order: &mut Vec<usize>,
+        ) {
+            if placed[i] {
+                return;
+            }
+            placed[i] = true;
+            let mut used = Vec::new();
+            uses(&rules[i].1.expr, &mut used);
+            for u in used {
+                if let Some(&j) = index.get(u.as_str()) {
+                    place(j, rules, index, placed, order);
+                }
+            }
+            order.push(i);
+        }
+        for i in 0..names.len() {
+            place(i, &segments, &index, &mut placed, &mut order);
+        }
+        let rules = segments.into_iter().map(|(_, r)| r.expr).collect();
+        Ok(Self {
+            names,
+            rules,
+            order,
+            profiles: HashMap::new(),
+            timers: BTreeSet::new(),
+        })
+    }
+
+    fn state(&mut self, profile: &str) -> &mut ProfileState {
+        let n = self.rules.len();
+        let rules = &self.rules;
+        self.profiles
+            .entry(profile.to_string())
+            .or_insert_with(|| ProfileState {
+                lives: rules.iter().map(Live::new).collect(),
+                member: vec![false; n],
+                facts: ProfileFacts::default(),
+                timer: None,
+            })
+    }
+
+    /// Re-evaluates one profile at `now`; returns its changes and re-arms its timer.
+    fn evaluate(&mut self, profile: &str, now: i64) -> Vec<Change> {
+        let Some(state) = self.profiles.get_mut(profile) else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        let mut inside: BTreeSet<String> = self
+            .names
+            .iter()
+            .zip(&state.member)
+            .filter(|(_, m)| **m)
+            .map(|(n, _)| n.clone())
+            .chain(state.facts.segments.iter().cloned())
+            .collect();
+        let mut next: Option<i64> = None;
+        for &i in &self.order {
+            let facts = Facts {
+                traits: &state.facts.traits,
+                computed: &state.facts.computed,
+                segments: &inside,
+                scores: &state.facts.scores,
+            };
+            let now_in = state.lives[i].evaluate(&self.rules[i], &facts, now);
+            if let Some(t) = state.lives[i].next_change(&self.rules[i], &facts, now) {
+                next = Some(next.map_or(t, |n: i64| n.min(t)));
+            }
+            if now_in != state.member[i] {
+                state.member[i] = now_in;
+                if now_in {
+                    inside.insert(self.names[i].clone());
+                } else {
+                    inside.remove(&self.names[i]);
+                }
+                changes.push(Change {
+                    segment: self.names[i].clone(),
+                    profile: profile.to_string(),
+                    entered: now_in,
+                    at: now,
+                });
+            }
+        }
+        if state.timer != next {
+            if let Some(old) = state.timer.take() {
+                self.timers.remove(&(old, profile.to_string()));
+            }
+            if let Some(t) = next {
+                self.timers.insert((t, profile.to_string()));
+            }
+            state.timer = next;
+        }
+        changes
+    }
+
+    /// An event of `profile` accepted at `now`.
+    pub fn observe(&mut self, profile: &str, event: &Event, now: i64) -> Vec<Change> {
+        self.state(profile);
+        if let Some(state) = self.profiles.get_mut(profile) {
+            for (live, rule) in state.lives.iter_mut().zip(&self.rules) {
+                live.observe(rule, event, now);
+            }
+        }
+        self.evaluate(profile, now)
+    }
+
+    /// A profile's traits, computed traits or scores changed.
+    pub fn set_facts(&mut self, profile: &str, facts: ProfileFacts, now: i64) -> Vec<Change> {
+        self.state(profile).facts = facts;
+        self.evaluate(profile, now)
+    }
+
+    /// Fires every timer due by `now`.
+    pub fn tick(&mut self, now: i64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        while let Some((t, profile)) = self.timers.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, profile.clone()));
+            if let Some(s) = self.profiles.get_mut(&profile) {
+                s.timer = None;
+            }
+            // The change happened at the timer's instant, even if the tick is a little late.
+            let mut fired = self.evaluate(&profile, t);
+            for c in &mut fired {
+                c.at = t;
+            }
+            changes.extend(fired);
+        }
+        changes
+    }
+
+    /// When the earliest timer is due.
+    pub fn next_timer(&self) -> Option<i64> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// The profiles in a segment now.
+    pub fn members(&self, segment: &str) -> Vec<&str> {
+        let Some(i) = self.names.iter().position(|n| n == segment) else {
+            return Vec::new();
+        };
+        let mut v: Vec<&str> = self
+            .profiles
+            .iter()
+            .filter(|(_, s)| s.member[i])
+            .map(|(p, _)| p.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Profiles the engine keeps state for.
+    pub fn profile_count(&self) -> usize {
+        self.profiles.len()
+    }
+}

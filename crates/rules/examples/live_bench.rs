@@ -88,7 +88,9 @@ fn event(rng: &mut u64, time: i64) -> Event {
     let properties = match name {
         "Order Completed" => json!({ "revenue": (r % 200) as f64 }),
         "Product Viewed" => json!({ "price": (r % 100) as f64 }),
-        "Email Opened" => json!({ "campaign": if r.is_multiple_of(2) { "winter" } else { "spring" } }),
+        "Email Opened" => {
+            json!({ "campaign": if r.is_multiple_of(2) { "winter" } else { "spring" } })
+        }
         _ => json!({}),
     };
     Event {

@@ -20,7 +20,7 @@ const DEFAULT_RECENT: usize = 20;
 /// The largest page of a search.
 const MAX_PAGE: usize = 1_000;
 
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let key = crate::ingest::offered_key(headers)?.ok_or_else(|| {
         ApiError::unauthorized(
             "missing_admin_key",

@@ -221,6 +221,28 @@ pub async fn ingest(
         }
     }
     let (mut stored, mut duplicates) = (0, 0);
+    // What live segments need of each message, taken before the store owns them.
+    let for_segments: Vec<(Option<strata_rules::Event>, bool)> = if state.live.is_active() {
+        valid
+            .iter()
+            .map(|m| {
+                let event = (m.kind == strata_store::Kind::Track).then(|| strata_rules::Event {
+                    time: m.timestamp,
+                    name: m.event.clone().unwrap_or_default(),
+                    properties: m
+                        .body
+                        .get("properties")
+                        .cloned()
+                        .unwrap_or(serde_json::Value::Null),
+                });
+                (event, m.kind == strata_store::Kind::Identify)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut live_events: Vec<(String, strata_rules::Event)> = Vec::new();
+    let mut identified: Vec<String> = Vec::new();
     if !valid.is_empty() {
         let _permit = state
             .in_flight
@@ -237,9 +259,19 @@ pub async fn ingest(
             .await
             .map_err(|_| ApiError::unavailable("store_unavailable", "the store's writer stopped"))?
             .map_err(|e| ApiError::store(&e))?;
-        for (index, o) in positions.into_iter().zip(outcomes) {
+        for (i, (index, o)) in positions.into_iter().zip(outcomes).enumerate() {
             match o {
-                Outcome::Stored { .. } => stored += 1,
+                Outcome::Stored { profile, .. } => {
+                    stored += 1;
+                    if let Some((event, identify)) = for_segments.get(i) {
+                        if let Some(e) = event {
+                            live_events.push((profile.clone(), e.clone()));
+                        }
+                        if *identify {
+                            identified.push(profile);
+                        }
+                    }
+                }
                 Outcome::Duplicate { .. } => duplicates += 1,
                 Outcome::Rejected(reason) => {
                     state.metrics.rejections.add("blocked_identity");
@@ -251,6 +283,16 @@ pub async fn ingest(
                 }
             }
         }
+    }
+    if !live_events.is_empty() || !identified.is_empty() {
+        // Membership moves before the answer, so a client that reads its segments after a
+        // 2xx sees the event's effect.
+        let st = Arc::clone(&state);
+        let now = state.now();
+        let _ = tokio::task::spawn_blocking(move || {
+            st.live.on_stored(&st.store, &live_events, &identified, now);
+        })
+        .await;
     }
     if rejected.is_empty() {
         return Ok(Json(Reply {

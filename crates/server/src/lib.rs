@@ -19,6 +19,7 @@ mod error;
 pub mod ingest;
 mod metrics;
 pub mod openapi;
+pub mod segments;
 
 pub use error::ApiError;
 
@@ -76,13 +77,17 @@ pub struct AppState {
     requests: AtomicU64,
     shutting_down: AtomicBool,
     metrics: metrics::Metrics,
+    /// Live rule-segment membership.
+    pub(crate) live: segments::Live,
+    /// Why the active segments could not be restored at start-up, if they could not.
+    pub(crate) live_problem: std::sync::Mutex<Option<String>>,
 }
 
 impl AppState {
     /// State over `store`, with the keys it holds.
     pub fn new(store: Store, settings: Settings) -> Result<Arc<Self>, StoreError> {
         let keys = store.keys()?.into_iter().map(|k| (k.key, k.kind)).collect();
-        Ok(Arc::new(Self {
+        let state = Arc::new(Self {
             store,
             in_flight: Semaphore::new(settings.max_in_flight),
             settings,
@@ -90,7 +95,17 @@ impl AppState {
             requests: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             metrics: metrics::Metrics::default(),
-        }))
+            live: segments::Live::default(),
+            live_problem: std::sync::Mutex::new(None),
+        });
+        // Active segments are restored by replaying the log. A segment whose rule no longer
+        // checks does not stop the server: the problem is shown by `GET /api/segments`.
+        if let Err(e) = state.live.rebuild(&state.store, state.now())
+            && let Ok(mut p) = state.live_problem.lock()
+        {
+            *p = Some(e.message);
+        }
+        Ok(state)
     }
 
     fn now(&self) -> i64 {
@@ -104,6 +119,12 @@ impl AppState {
     /// The kind of this key, if it is one.
     fn key_kind(&self, key: &str) -> Option<KeyKind> {
         self.keys.read().ok()?.get(key).copied()
+    }
+
+    /// Fires the segment timers due by `now` (the server's timer task calls this; tests with
+    /// an injected clock call it themselves); returns when the next one is due.
+    pub fn tick_segments(&self, now: i64) -> Option<i64> {
+        self.live.tick(now)
     }
 
     /// Adds a key to the store and to the in-memory mirror.
@@ -152,6 +173,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/keys", get(admin::list_keys).post(admin::create_key))
         .route("/api/keys/{key}", axum::routing::delete(admin::revoke_key))
         .route("/api/stats", get(admin::stats))
+        .route("/api/segments", get(segments::list).post(segments::define))
+        .route("/api/segments/changes", get(segments::stream))
+        .route("/api/segments/{name}/preview", get(segments::preview))
+        .route("/api/segments/{name}/activate", post(segments::activate))
+        .route(
+            "/api/segments/{name}/deactivate",
+            post(segments::deactivate),
+        )
+        .route("/api/segments/{name}/members", get(segments::members))
+        .route("/api/profiles/{key}/segments", get(segments::of_profile))
+        .route(
+            "/api/profiles/{key}/segments/{name}/why",
+            get(segments::why),
+        )
         .route(
             "/api/computed-traits",
             get(admin::list_computed).post(admin::define_computed),
@@ -219,13 +254,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let flag = Arc::clone(&state);
+    // Segment timers: fire what is due, then sleep until the next one (at most a second, so
+    // a new timer set by an event is never waited on for long).
+    let timers = Arc::clone(&state);
+    let timer_task = tokio::spawn(async move {
+        loop {
+            let now = timers.now();
+            let next = timers.live.tick(now);
+            let wait = next.map_or(1_000_000, |t| (t - now).clamp(1_000, 1_000_000));
+            tokio::time::sleep(std::time::Duration::from_micros(wait.unsigned_abs())).await;
+        }
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             flag.shutting_down.store(true, Ordering::Relaxed);
         })
-        .await
+        .await;
+    timer_task.abort();
+    served
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -183,6 +183,76 @@ pub fn spec() -> Value {
         "responses": { "201": json_ok("Defined.", json!({ "type": "object" })), "400": error("A bad definition."), "401": error("No admin key."), "403": error("Not an admin key."), "503": error("The store is unavailable.") }
     });
     paths.insert("/api/computed-traits".into(), computed);
+    let mut segments = admin_get(
+        "Every rule segment: rule, version, state and versions; the size of the active ones.",
+        &[],
+        json_ok("Segments.", json!({ "type": "object" })),
+    );
+    segments["post"] = json!({
+        "tags": ["segments"],
+        "summary": "Define a rule segment, or a new version of one (live at once if it is active). The rule is checked first; a refused rule changes nothing.",
+        "security": [{ "adminKey": [] }],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": {
+            "type": "object", "required": ["name", "rule"], "additionalProperties": false,
+            "properties": { "name": { "type": "string" }, "rule": { "type": "string", "description": "The condition language: docs/rules.md." } } } } } },
+        "responses": { "201": json_ok("Defined.", json!({ "type": "object" })), "400": error("A bad rule: `line`, `column` and `hint` say where and how to fix it."), "401": error("No admin key."), "403": error("Not an admin key.") }
+    });
+    paths.insert("/api/segments".into(), segments);
+    let name = path_param("name", "The segment's name.");
+    paths.insert(
+        "/api/segments/changes".into(),
+        json!({ "get": { "tags": ["segments"], "summary": "Server-sent events: `enter` and `exit` changes as they happen.", "security": [{ "adminKey": [] }],
+            "responses": { "200": { "description": "An event stream.", "content": { "text/event-stream": { "schema": { "type": "string" } } } }, "401": error("No admin key."), "403": error("Not an admin key.") } } }),
+    );
+    paths.insert(
+        "/api/segments/{name}/preview".into(),
+        admin_get("Size and a sample of members now, computed over the stored history (before activation too).", &[name.clone(), query("sample", "Members to list, at most 1000 (default 10).", json!({ "type": "integer" }))], json_ok("The preview.", json!({ "type": "object" }))),
+    );
+    for (action, summary) in [
+        (
+            "activate",
+            "Activate: memberships computed over the history, then kept live.",
+        ),
+        ("deactivate", "Deactivate."),
+    ] {
+        paths.insert(
+            format!("/api/segments/{{name}}/{action}"),
+            json!({ "post": { "tags": ["segments"], "summary": summary, "security": [{ "adminKey": [] }], "parameters": [name.clone()],
+                "responses": { "200": json_ok("The segment.", json!({ "type": "object" })), "400": error("The rule no longer checks; nothing changed."), "401": error("No admin key."), "403": error("Not an admin key."), "404": error("No such segment.") } } }),
+        );
+    }
+    paths.insert(
+        "/api/segments/{name}/members".into(),
+        admin_get(
+            "Current members and the size over time of an active segment.",
+            &[
+                name,
+                query(
+                    "limit",
+                    "Members to list, at most 10000 (default 100).",
+                    json!({ "type": "integer" }),
+                ),
+            ],
+            json_ok("Members.", json!({ "type": "object" })),
+        ),
+    );
+    let profile_key = path_param("key", "A profile id or identity.");
+    paths.insert(
+        "/api/profiles/{key}/segments".into(),
+        admin_get(
+            "The active segments a profile is in, and its enter/exit history.",
+            std::slice::from_ref(&profile_key),
+            json_ok("Memberships.", json!({ "type": "object" })),
+        ),
+    );
+    paths.insert(
+        "/api/profiles/{key}/segments/{name}/why".into(),
+        admin_get(
+            "Why the profile is in or not in a segment: each condition's value and what was found.",
+            &[profile_key, path_param("name", "The segment's name.")],
+            json_ok("The explanation.", json!({ "type": "object" })),
+        ),
+    );
     paths.insert(
         "/api/computed-traits/{name}".into(),
         json!({ "delete": {

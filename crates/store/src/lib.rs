@@ -46,6 +46,8 @@ const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("trait
 pub const RECENT_EVENTS: usize = 100;
 /// API keys by their secret value.
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+/// Rule segments by name.
+const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 /// Computed-trait definitions by name (the built-in ones are not stored).
 const COMPUTED_DEFS: TableDefinition<&str, &[u8]> = TableDefinition::new("computed_defs");
 
@@ -172,6 +174,28 @@ pub struct Profile {
 pub struct Consent {
     pub granted: bool,
     pub timestamp: i64,
+}
+
+/// A rule segment as stored: its current rule, whether it is active, and every version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    pub name: String,
+    /// The current rule's text.
+    pub rule: String,
+    pub version: u32,
+    pub active: bool,
+    /// µs since the epoch.
+    pub updated_at: i64,
+    /// Every version's rule, oldest first.
+    pub versions: Vec<SegmentVersion>,
+}
+
+/// One version of a segment's rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentVersion {
+    pub version: u32,
+    pub rule: String,
+    pub at: i64,
 }
 
 /// What an API key may do.
@@ -321,6 +345,8 @@ impl Store {
             txn.open_table(KEYS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(COMPUTED_DEFS)
                 .map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(SEGMENTS)
+                .map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         let db = Arc::new(db);
@@ -435,6 +461,19 @@ impl Store {
             let mut keys = txn.open_table(KEYS).map_err(write_err)?;
             let bytes = serde_json::to_vec(key).map_err(write_err)?;
             keys.insert(key.key.as_str(), bytes.as_slice())
+                .map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    /// Stores a segment (replacing the record of that name).
+    pub fn put_segment(&self, segment: &SegmentRecord) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(SEGMENTS).map_err(write_err)?;
+            let bytes = serde_json::to_vec(segment).map_err(write_err)?;
+            table
+                .insert(segment.name.as_str(), bytes.as_slice())
                 .map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
@@ -646,6 +685,18 @@ impl Reader {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(PROFILES).map_err(read_err)?;
         table.len().map_err(read_err)
+    }
+
+    /// Every rule segment, by name.
+    pub fn segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(SEGMENTS).map_err(read_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(read_err)? {
+            let (_, v) = entry.map_err(read_err)?;
+            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+        }
+        Ok(out)
     }
 
     /// Every API key.

@@ -90,10 +90,18 @@ impl Server {
             .unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
+        // An event stream never ends: its body is left unread.
+        let streaming = headers
+            .get("content-type")
+            .is_some_and(|v| v == "text/event-stream");
+        let bytes = if streaming {
+            Vec::new()
+        } else {
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec()
+        };
         Reply {
             status,
             headers,

@@ -1,0 +1,287 @@
+//! Rule segments on the live service: definition with checks and versions, preview over
+//! history, activation, live membership on ingestion and on timers, a profile's memberships
+//! and history, "why", the server-sent-events stream, and restoration after a restart.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use common::{ADMIN_KEY, NOW, server_with};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use strata_server::{AppState, Settings};
+
+const H: i64 = 3_600_000_000;
+
+fn iso(t: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(t)
+        .unwrap()
+        .to_rfc3339()
+}
+
+/// A server whose clock the test moves.
+fn server() -> (common::Server, Arc<AtomicI64>) {
+    let clock = Arc::new(AtomicI64::new(NOW));
+    let c = Arc::clone(&clock);
+    let s = server_with(Settings {
+        clock: Arc::new(move || c.load(Ordering::Relaxed)),
+        ..Settings::default()
+    });
+    (s, clock)
+}
+
+async fn admin(
+    s: &common::Server,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> common::Reply {
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let body = body.map_or_else(Vec::new, |b| serde_json::to_vec(&b).unwrap());
+    s.request(method, path, &[("authorization", &auth)], body)
+        .await
+}
+
+async fn track(s: &common::Server, user: &str, event: &str, at: i64, id: &str) {
+    let m = json!({ "type": "track", "userId": user, "event": event, "messageId": id, "timestamp": iso(at) });
+    let r = s.post("/v1/track", &m).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+}
+
+#[tokio::test]
+async fn a_segment_is_checked_previewed_activated_and_kept_live() {
+    let (s, clock) = server();
+    let identify = json!({ "type": "identify", "userId": "ada", "traits": { "plan": "pro" }, "messageId": "i1", "timestamp": iso(NOW - 5 * H) });
+    assert_eq!(
+        s.post("/v1/identify", &identify).await.status,
+        StatusCode::OK
+    );
+    track(&s, "ada", "Product Viewed", NOW - 3 * H, "e1").await;
+    track(&s, "ada", "Product Viewed", NOW - 2 * H, "e2").await;
+    track(&s, "bob", "Product Viewed", NOW - 2 * H, "e3").await;
+    track(&s, "bob", "Order Completed", NOW - H, "e4").await;
+
+    // A bad rule is refused with its position, and nothing is stored.
+    let r = admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(json!({ "name": "Shoppers", "rule": "trait plam = \"pro\"" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let body = r.json();
+    assert_eq!(
+        (
+            body["code"].as_str(),
+            body["line"].as_u64(),
+            body["column"].as_u64()
+        ),
+        (Some("invalid_rule"), Some(1), Some(7))
+    );
+    assert!(body["hint"].as_str().unwrap().contains("plan"));
+    assert_eq!(
+        admin(&s, Method::GET, "/api/segments", None).await.json()["segments"],
+        json!([])
+    );
+
+    let rule =
+        "\"Product Viewed\" at least 2 times within 1d and no \"Order Completed\" within 30d";
+    let r = admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(json!({ "name": "Window shoppers", "rule": rule })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    assert_eq!(r.json()["state"], "inactive");
+    // Preview over the history, before activation.
+    let p = admin(
+        &s,
+        Method::GET,
+        "/api/segments/Window%20shoppers/preview",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        (p["size"].as_u64(), p["profiles"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let ada = p["sample"][0].as_str().unwrap().to_string();
+    // Not active: no members endpoint yet.
+    let r = admin(
+        &s,
+        Method::GET,
+        "/api/segments/Window%20shoppers/members",
+        None,
+    )
+    .await;
+    assert_eq!(r.code(), "segment_not_active");
+
+    let a = admin(
+        &s,
+        Method::POST,
+        "/api/segments/Window%20shoppers/activate",
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json());
+    assert_eq!(a.json()["members"], 1);
+    // Live: a new shopper's second view puts her in at once.
+    clock.store(NOW + H, Ordering::Relaxed);
+    track(&s, "cyd", "Product Viewed", NOW + H - 10, "e5").await;
+    track(&s, "cyd", "Product Viewed", NOW + H - 5, "e6").await;
+    let m = admin(
+        &s,
+        Method::GET,
+        "/api/segments/Window%20shoppers/members",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(m["size"], 2);
+    let cyd = admin(&s, Method::GET, "/api/profiles/user:cyd/segments", None)
+        .await
+        .json();
+    assert_eq!(cyd["segments"], json!(["Window shoppers"]));
+    assert_eq!(cyd["history"][0]["change"], "enter");
+    // Ada's first view leaves the 1-day window at NOW − 3h + 1d, leaving one: the timer
+    // takes her out at that instant.
+    assert_eq!(s.state.tick_segments(NOW + 22 * H - 1), Some(NOW + 22 * H));
+    s.state.tick_segments(NOW + 22 * H);
+    let hist = admin(
+        &s,
+        Method::GET,
+        &format!("/api/profiles/{ada}/segments"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(hist["segments"], json!([]));
+    assert_eq!(hist["history"][1]["change"], "exit");
+    assert_eq!(
+        hist["history"][1]["at"],
+        json!(iso(NOW + 21 * H).replace("+00:00", ".000000Z"))
+    );
+    // Why she is out now.
+    clock.store(NOW + 22 * H, Ordering::Relaxed);
+    let why = admin(
+        &s,
+        Method::GET,
+        "/api/profiles/user:ada/segments/Window%20shoppers/why",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(why["why"]["holds"], false);
+    assert!(
+        why["why"]["parts"][0]["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 matching events"),
+        "{why}"
+    );
+    // A new version is live at once; the versions are kept.
+    let r = admin(&s, Method::POST, "/api/segments", Some(json!({ "name": "Window shoppers", "rule": "\"Product Viewed\" at least 1 times within 2d" }))).await;
+    assert_eq!(r.json()["version"], 2);
+    let listed = admin(&s, Method::GET, "/api/segments", None).await.json();
+    assert_eq!(
+        listed["segments"][0]["versions"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(listed["segments"][0]["members"], 3);
+    // Deactivated: out of the live set.
+    admin(
+        &s,
+        Method::POST,
+        "/api/segments/Window%20shoppers/deactivate",
+        None,
+    )
+    .await;
+    assert_eq!(
+        admin(&s, Method::GET, "/api/profiles/user:cyd/segments", None)
+            .await
+            .json()["segments"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn an_absence_enters_on_its_timer_and_active_segments_survive_a_restart() {
+    let (s, clock) = server();
+    let rule = "\"Added to Cart\" then no \"Order Completed\" within 2h";
+    admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(json!({ "name": "Abandoners", "rule": rule })),
+    )
+    .await;
+    admin(&s, Method::POST, "/api/segments/Abandoners/activate", None).await;
+    track(&s, "dan", "Added to Cart", NOW - H, "c1").await;
+    assert_eq!(s.state.tick_segments(NOW), Some(NOW + H));
+    clock.store(NOW + H, Ordering::Relaxed);
+    s.state.tick_segments(NOW + H);
+    let dan = admin(&s, Method::GET, "/api/profiles/user:dan/segments", None)
+        .await
+        .json();
+    assert_eq!(dan["segments"], json!(["Abandoners"]));
+    // A restart replays the log and restores the same membership and history.
+    let again = AppState::new(
+        s.state.store.clone(),
+        Settings {
+            clock: Arc::new(move || NOW + H),
+            ..Settings::default()
+        },
+    )
+    .unwrap();
+    let router = strata_server::router(again);
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let req = axum::http::Request::get("/api/profiles/user:dan/segments")
+        .header("authorization", auth)
+        .body(Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["segments"], json!(["Abandoners"]));
+    assert_eq!(body["history"][0]["change"], "enter");
+}
+
+#[tokio::test]
+async fn changes_stream_as_server_sent_events() {
+    let (s, _clock) = server();
+    admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(json!({ "name": "Viewers", "rule": "\"Product Viewed\" within 1h" })),
+    )
+    .await;
+    admin(&s, Method::POST, "/api/segments/Viewers/activate", None).await;
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let req = axum::http::Request::get("/api/segments/changes")
+        .header("authorization", auth)
+        .body(Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(s.router.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    track(&s, "eve", "Product Viewed", NOW - 10, "v1").await;
+    let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let text = String::from_utf8(frame.to_vec()).unwrap();
+    assert!(text.starts_with("event: enter\ndata: {"), "{text}");
+    assert!(text.contains("\"segment\":\"Viewers\""), "{text}");
+}

@@ -290,7 +290,8 @@ pub async fn ingest(
         let st = Arc::clone(&state);
         let now = state.now();
         let _ = tokio::task::spawn_blocking(move || {
-            st.live.on_stored(&st.store, &live_events, &identified, now);
+            let changes = st.live.on_stored(&st.store, &live_events, &identified, now);
+            crate::webhooks::enqueue(&st, &changes, now);
         })
         .await;
     }

@@ -20,6 +20,7 @@ pub mod ingest;
 mod metrics;
 pub mod openapi;
 pub mod segments;
+pub mod webhooks;
 
 pub use error::ApiError;
 
@@ -46,6 +47,9 @@ pub fn system_clock() -> Clock {
 pub struct Settings {
     /// Ingestion requests handled at once; more are answered 429 with `Retry-After`.
     pub max_in_flight: usize,
+    /// µs before a failed webhook delivery's first retry; each retry waits twice as long
+    /// (at most a minute).
+    pub webhook_retry_base: i64,
     pub clock: Clock,
 }
 
@@ -61,6 +65,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             max_in_flight: 1_024,
+            webhook_retry_base: 500_000,
             clock: system_clock(),
         }
     }
@@ -124,7 +129,15 @@ impl AppState {
     /// Fires the segment timers due by `now` (the server's timer task calls this; tests with
     /// an injected clock call it themselves); returns when the next one is due.
     pub fn tick_segments(&self, now: i64) -> Option<i64> {
-        self.live.tick(now)
+        let (changes, next) = self.live.tick(now);
+        webhooks::enqueue(self, &changes, now);
+        next
+    }
+
+    /// Posts the webhook deliveries that are due (the server's delivery task calls this);
+    /// returns how many were acknowledged and how many wait for a retry.
+    pub async fn deliver_webhooks(&self) -> (usize, usize) {
+        webhooks::deliver_due(self).await
     }
 
     /// Adds a key to the store and to the in-memory mirror.
@@ -174,6 +187,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/keys/{key}", axum::routing::delete(admin::revoke_key))
         .route("/api/stats", get(admin::stats))
         .route("/api/segments", get(segments::list).post(segments::define))
+        .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/api/webhooks/{id}",
+            axum::routing::delete(webhooks::remove),
+        )
         .route("/api/segments/changes", get(segments::stream))
         .route("/api/segments/{name}/preview", get(segments::preview))
         .route("/api/segments/{name}/activate", post(segments::activate))
@@ -260,9 +278,19 @@ pub async fn serve(
     let timer_task = tokio::spawn(async move {
         loop {
             let now = timers.now();
-            let next = timers.live.tick(now);
+            let next = timers.tick_segments(now);
             let wait = next.map_or(1_000_000, |t| (t - now).clamp(1_000, 1_000_000));
             tokio::time::sleep(std::time::Duration::from_micros(wait.unsigned_abs())).await;
+        }
+    });
+    // Webhook deliveries: post what is due, then look again shortly.
+    let outbox = Arc::clone(&state);
+    let delivery_task = tokio::spawn(async move {
+        loop {
+            let (done, _) = outbox.deliver_webhooks().await;
+            if done == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -273,6 +301,7 @@ pub async fn serve(
         })
         .await;
     timer_task.abort();
+    delivery_task.abort();
     served
 }
 

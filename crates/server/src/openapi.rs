@@ -236,6 +236,27 @@ pub fn spec() -> Value {
             json_ok("Members.", json!({ "type": "object" })),
         ),
     );
+    let mut hooks = admin_get(
+        "Webhooks (secrets hidden), with the deliveries waiting and given up.",
+        &[],
+        json_ok("Webhooks.", json!({ "type": "object" })),
+    );
+    hooks["post"] = json!({
+        "tags": ["segments"],
+        "summary": "Add a webhook for enter/exit changes (optionally of some segments). Deliveries are signed (X-Strata-Signature: sha256=HMAC of the body) and retried with backoff until a 2xx. The secret is shown only in this answer.",
+        "security": [{ "adminKey": [] }],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": {
+            "type": "object", "required": ["url"], "additionalProperties": false,
+            "properties": { "url": { "type": "string", "description": "http://host:port/path" }, "segments": { "type": "array", "items": { "type": "string" } } } } } } },
+        "responses": { "201": json_ok("The webhook and its secret.", json!({ "type": "object" })), "400": error("A bad body or URL."), "401": error("No admin key."), "403": error("Not an admin key.") }
+    });
+    paths.insert("/api/webhooks".into(), hooks);
+    paths.insert(
+        "/api/webhooks/{id}".into(),
+        json!({ "delete": { "tags": ["segments"], "summary": "Remove a webhook and its waiting deliveries.", "security": [{ "adminKey": [] }],
+            "parameters": [path_param("id", "The webhook's id.")],
+            "responses": { "204": { "description": "Removed." }, "401": error("No admin key."), "403": error("Not an admin key."), "404": error("No such webhook.") } } }),
+    );
     let profile_key = path_param("key", "A profile id or identity.");
     paths.insert(
         "/api/profiles/{key}/segments".into(),

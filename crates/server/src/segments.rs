@@ -176,7 +176,9 @@ fn histories(reader: &Reader) -> Result<BTreeMap<String, Vec<Event>>, StoreError
 }
 
 impl Live {
-    fn record(&self, inner: &mut Inner, changes: Vec<Change>) {
+    /// Keeps history and sizes, streams the changes, and returns them.
+    fn record(&self, inner: &mut Inner, changes: Vec<Change>) -> Vec<ChangeView> {
+        let mut out = Vec::with_capacity(changes.len());
         for c in changes {
             let v = view(&c);
             let h = inner.history.entry(c.profile.clone()).or_default();
@@ -191,8 +193,10 @@ impl Live {
                 count.saturating_sub(1)
             };
             series.push((c.at, *count));
-            let _ = self.changes.send(v);
+            let _ = self.changes.send(v.clone());
+            out.push(v);
         }
+        out
     }
 
     /// Rebuilds the engine for the active segments by replaying the log; `now` ends the
@@ -259,6 +263,7 @@ impl Live {
         }
         inner.now = now;
         inner.engine = Some(engine);
+        // Replayed changes are history: they are not delivered again.
         self.record(&mut inner, replayed);
         Ok(())
     }
@@ -275,12 +280,12 @@ impl Live {
         stored: &[(String, Event)],
         identified: &[String],
         now: i64,
-    ) {
+    ) -> Vec<ChangeView> {
         let Ok(mut inner) = self.inner.lock() else {
-            return;
+            return Vec::new();
         };
         if inner.engine.is_none() {
-            return;
+            return Vec::new();
         }
         let now = now.max(inner.now);
         inner.now = now;
@@ -302,13 +307,13 @@ impl Live {
                 }
             }
         }
-        self.record(&mut inner, changes);
+        self.record(&mut inner, changes)
     }
 
-    /// Fires the timers due by `now`; returns when the next one is due.
-    pub fn tick(&self, now: i64) -> Option<i64> {
+    /// Fires the timers due by `now`; returns the changes and when the next timer is due.
+    pub fn tick(&self, now: i64) -> (Vec<ChangeView>, Option<i64>) {
         let Ok(mut inner) = self.inner.lock() else {
-            return None;
+            return (Vec::new(), None);
         };
         let now = now.max(inner.now);
         inner.now = now;
@@ -316,8 +321,7 @@ impl Live {
             Some(engine) => (engine.tick(now), engine.next_timer()),
             None => (Vec::new(), None),
         };
-        self.record(&mut inner, changes);
-        next
+        (self.record(&mut inner, changes), next)
     }
 }
 

@@ -385,6 +385,7 @@ async fn overload_is_a_429_with_retry_after() {
     let s = server_with(Settings {
         max_in_flight: 0,
         clock: Arc::new(|| NOW),
+        ..Settings::default()
     });
     let r = s.post("/v1/track", &message("track", "m", "u")).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);

@@ -285,3 +285,112 @@ async fn changes_stream_as_server_sent_events() {
     assert!(text.starts_with("event: enter\ndata: {"), "{text}");
     assert!(text.contains("\"segment\":\"Viewers\""), "{text}");
 }
+
+/// A receiver that fails every other request, and records what it acknowledged.
+async fn flaky_receiver() -> (String, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    use std::sync::atomic::AtomicUsize;
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (g, c) = (Arc::clone(&got), Arc::clone(&calls));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (g, c) = (Arc::clone(&g), Arc::clone(&c));
+                async move {
+                    if c.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let sig = headers["x-strata-signature"].to_str().unwrap().to_string();
+                    g.lock()
+                        .unwrap()
+                        .push((String::from_utf8(body.to_vec()).unwrap(), sig));
+                    StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+#[tokio::test]
+async fn a_webhook_that_fails_half_the_time_still_gets_every_change_signed() {
+    let clock = Arc::new(AtomicI64::new(NOW));
+    let c = Arc::clone(&clock);
+    let s = server_with(Settings {
+        clock: Arc::new(move || c.load(Ordering::Relaxed)),
+        webhook_retry_base: 1,
+        ..Settings::default()
+    });
+    let (url, got) = flaky_receiver().await;
+    let r = admin(
+        &s,
+        Method::POST,
+        "/api/webhooks",
+        Some(json!({ "url": url, "segments": ["Viewers"] })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    let secret = r.json()["secret"].as_str().unwrap().to_string();
+    let r = admin(
+        &s,
+        Method::POST,
+        "/api/webhooks",
+        Some(json!({ "url": "https://example.com/x" })),
+    )
+    .await;
+    assert_eq!(r.code(), "invalid_url");
+    admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(json!({ "name": "Viewers", "rule": "\"Product Viewed\" within 1h" })),
+    )
+    .await;
+    admin(&s, Method::POST, "/api/segments/Viewers/activate", None).await;
+    // 12 people enter; an hour later the timer takes them out: 24 changes.
+    for i in 0..12 {
+        track(
+            &s,
+            &format!("u{i}"),
+            "Product Viewed",
+            NOW - 10,
+            &format!("w{i}"),
+        )
+        .await;
+    }
+    clock.store(NOW + 2 * H, Ordering::Relaxed);
+    s.state.tick_segments(NOW + 2 * H);
+    // The delivery loop, as the server's task runs it, until nothing waits.
+    for _ in 0..200 {
+        let (_, waiting) = s.state.deliver_webhooks().await;
+        if waiting == 0
+            && admin(&s, Method::GET, "/api/webhooks", None).await.json()["webhooks"][0]["waiting"]
+                == 0
+        {
+            break;
+        }
+        clock.fetch_add(1_000_000, Ordering::Relaxed);
+    }
+    let got = got.lock().unwrap().clone();
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|(body, sig)| {
+            assert_eq!(
+                sig,
+                &strata_server::webhooks::signature(&secret, body.as_bytes())
+            );
+            serde_json::from_str::<Value>(body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 24, "every enter and exit arrives at least once");
+    assert_eq!(ids.iter().filter(|i| i.contains("|enter|")).count(), 12);
+}

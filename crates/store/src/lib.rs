@@ -46,6 +46,10 @@ const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("trait
 pub const RECENT_EVENTS: usize = 100;
 /// API keys by their secret value.
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+/// Webhook subscriptions by id.
+const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhooks");
+/// Deliveries not yet acknowledged by their receiver, by number.
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// Rule segments by name.
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 /// Computed-trait definitions by name (the built-in ones are not stored).
@@ -188,6 +192,33 @@ pub struct SegmentRecord {
     pub updated_at: i64,
     /// Every version's rule, oldest first.
     pub versions: Vec<SegmentVersion>,
+}
+
+/// A webhook: where membership changes are posted, and the secret that signs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    /// Only changes of these segments; empty: every segment.
+    #[serde(default)]
+    pub segments: Vec<String>,
+    pub created_at: i64,
+}
+
+/// A delivery waiting for its receiver's 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub webhook: String,
+    /// The JSON body.
+    pub payload: String,
+    pub attempts: u32,
+    /// µs since the epoch.
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
+    /// Given up after too many attempts (kept to be seen and retried).
+    #[serde(default)]
+    pub failed: bool,
 }
 
 /// One version of a segment's rule.
@@ -347,6 +378,10 @@ impl Store {
                 .map_err(|e| open_err(e.to_string()))?;
             txn.open_table(SEGMENTS)
                 .map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(WEBHOOKS)
+                .map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(OUTBOX)
+                .map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         let db = Arc::new(db);
@@ -475,6 +510,82 @@ impl Store {
             table
                 .insert(segment.name.as_str(), bytes.as_slice())
                 .map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    /// Adds or replaces a webhook.
+    pub fn put_webhook(&self, hook: &Webhook) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(WEBHOOKS).map_err(write_err)?;
+            let bytes = serde_json::to_vec(hook).map_err(write_err)?;
+            table
+                .insert(hook.id.as_str(), bytes.as_slice())
+                .map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    /// Removes a webhook and its pending deliveries; false when there was none.
+    pub fn remove_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        let existed;
+        {
+            let mut table = txn.open_table(WEBHOOKS).map_err(write_err)?;
+            existed = table.remove(id).map_err(write_err)?.is_some();
+            let mut outbox = txn.open_table(OUTBOX).map_err(write_err)?;
+            let mine: Vec<u64> = outbox
+                .iter()
+                .map_err(write_err)?
+                .filter_map(|e| {
+                    let (k, v) = e.ok()?;
+                    let d: Delivery = serde_json::from_slice(v.value()).ok()?;
+                    (d.webhook == id).then(|| k.value())
+                })
+                .collect();
+            for k in mine {
+                outbox.remove(k).map_err(write_err)?;
+            }
+        }
+        txn.commit().map_err(write_err)?;
+        Ok(existed)
+    }
+
+    /// Queues deliveries durably (they are sent until acknowledged).
+    pub fn enqueue(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(write_err)?;
+            let first = outbox
+                .last()
+                .map_err(write_err)?
+                .map_or(0, |(k, _)| k.value() + 1);
+            for (n, d) in (first..).zip(deliveries) {
+                let bytes = serde_json::to_vec(d).map_err(write_err)?;
+                outbox.insert(n, bytes.as_slice()).map_err(write_err)?;
+            }
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    /// Records a delivery attempt: acknowledged (removed), or its next attempt.
+    pub fn settle(&self, number: u64, outcome: Option<&Delivery>) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(write_err)?;
+            match outcome {
+                None => {
+                    outbox.remove(number).map_err(write_err)?;
+                }
+                Some(d) => {
+                    let bytes = serde_json::to_vec(d).map_err(write_err)?;
+                    outbox.insert(number, bytes.as_slice()).map_err(write_err)?;
+                }
+            }
         }
         txn.commit().map_err(write_err)
     }
@@ -685,6 +796,40 @@ impl Reader {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(PROFILES).map_err(read_err)?;
         table.len().map_err(read_err)
+    }
+
+    /// Every webhook.
+    pub fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(WEBHOOKS).map_err(read_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(read_err)? {
+            let (_, v) = entry.map_err(read_err)?;
+            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+        }
+        Ok(out)
+    }
+
+    /// Deliveries waiting, in order: all of them, or those due by `now` (not given up).
+    pub fn outbox(
+        &self,
+        due_by: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Delivery)>, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(OUTBOX).map_err(read_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(read_err)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry.map_err(read_err)?;
+            let d: Delivery = serde_json::from_slice(v.value()).map_err(read_err)?;
+            if due_by.is_none_or(|now| !d.failed && d.next_attempt <= now) {
+                out.push((k.value(), d));
+            }
+        }
+        Ok(out)
     }
 
     /// Every rule segment, by name.

@@ -29,10 +29,16 @@ fn iso(t: i64) -> String {
 
 /// A server whose clock the test moves.
 fn server() -> (common::Server, Arc<AtomicI64>) {
+    server_retrying_after(Settings::default().webhook_retry_base)
+}
+
+/// A server whose clock the test moves, retrying webhooks after `base` µs.
+fn server_retrying_after(base: i64) -> (common::Server, Arc<AtomicI64>) {
     let clock = Arc::new(AtomicI64::new(NOW));
     let c = Arc::clone(&clock);
     let s = server_with(Settings {
         clock: Arc::new(move || c.load(Ordering::Relaxed)),
+        webhook_retry_base: base,
         ..Settings::default()
     });
     (s, clock)
@@ -318,13 +324,7 @@ async fn flaky_receiver() -> (String, Arc<std::sync::Mutex<Vec<(String, String)>
 
 #[tokio::test]
 async fn a_webhook_that_fails_half_the_time_still_gets_every_change_signed() {
-    let clock = Arc::new(AtomicI64::new(NOW));
-    let c = Arc::clone(&clock);
-    let s = server_with(Settings {
-        clock: Arc::new(move || c.load(Ordering::Relaxed)),
-        webhook_retry_base: 1,
-        ..Settings::default()
-    });
+    let (s, clock) = server_retrying_after(1);
     let (url, got) = flaky_receiver().await;
     let r = admin(
         &s,

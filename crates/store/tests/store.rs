@@ -281,3 +281,64 @@ fn a_profile_keeps_its_latest_events_across_a_merge() {
     assert_eq!(store.profile("anon:anon-7").unwrap().unwrap().events, 181);
     assert_eq!(store.recent_events("user:u7", 3).unwrap().len(), 3);
 }
+
+#[test]
+fn per_profile_limits_keep_identities_and_traits_bounded() {
+    use strata_store::{MAX_IDENTITIES, MAX_TRAITS};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // One identify with more traits than a profile may hold.
+    let traits: serde_json::Map<String, serde_json::Value> = (0..MAX_TRAITS + 5)
+        .map(|i| (format!("t{i:04}"), json!(i)))
+        .collect();
+    store
+        .append(vec![identify(
+            "many",
+            Some("u"),
+            None,
+            1,
+            serde_json::Value::Object(traits),
+        )])
+        .unwrap();
+    assert_eq!(
+        store.profile("user:u").unwrap().unwrap().traits.len(),
+        MAX_TRAITS
+    );
+    // Anonymous ids linked to the user one by one: the profile stops at the limit, and the
+    // messages are still stored on it.
+    let links: Vec<Message> = (0..MAX_IDENTITIES + 10)
+        .map(|i| {
+            message(
+                &format!("l{i}"),
+                Kind::Page,
+                Some("u"),
+                Some(&format!("a{i}")),
+                2,
+            )
+        })
+        .collect();
+    store.append(links).unwrap();
+    let p = store.profile("user:u").unwrap().unwrap();
+    assert_eq!(p.identities.len(), MAX_IDENTITIES);
+    assert_eq!(p.events, 1 + MAX_IDENTITIES as u64 + 10);
+    // A profile that a full one would absorb stays apart.
+    let other = store
+        .append(vec![message("x1", Kind::Page, None, Some("stranger"), 3)])
+        .unwrap();
+    store
+        .append(vec![message(
+            "x2",
+            Kind::Page,
+            Some("u"),
+            Some("stranger"),
+            4,
+        )])
+        .unwrap();
+    assert_eq!(
+        store.profile("anon:stranger").unwrap().unwrap().id,
+        stored_profile(&other[0])
+    );
+    assert_ne!(stored_profile(&other[0]), p.id);
+    // Left out: 5 traits, 11 anonymous ids (the user id took one of the 100 places), 1 merge.
+    assert_eq!(store.stats().limited, 5 + 11 + 1);
+}

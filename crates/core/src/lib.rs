@@ -6,6 +6,7 @@
 
 mod diagnostics;
 mod estimator;
+mod json;
 mod matrix;
 mod schema;
 mod sets;
@@ -13,6 +14,7 @@ mod window;
 
 pub use diagnostics::{Location, Quarantined};
 pub use estimator::{Fit, ParamError, Predict, Transform};
+pub use json::{json_path, json_path_in};
 pub use matrix::{FeatureMatrix, MatrixError};
 pub use schema::{EntityKind, FieldSpec, FieldType, canonical_fields};
 pub use sets::DisjointSets;

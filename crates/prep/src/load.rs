@@ -711,13 +711,6 @@ fn read_whitespace(
     Ok(())
 }
 
-fn json_lookup<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    if let Some(v) = value.get(path) {
-        return Some(v);
-    }
-    path.split('.').try_fold(value, |v, key| v.get(key))
-}
-
 /// Rows given as JSON objects, each with a position for messages about it.
 pub(crate) struct JsonRows<'a> {
     table: &'a mut TableBuilder,
@@ -761,12 +754,15 @@ fn push_json_row(
         .plan
         .iter()
         .zip(names)
-        .map(
-            |(f, name)| match name.as_deref().and_then(|n| json_lookup(value, n)) {
+        .map(|(f, name)| {
+            match name
+                .as_deref()
+                .and_then(|n| strata_core::json_path(value, n))
+            {
                 None => Ok(Value::Null),
                 Some(v) => parse_json(f.ty, &f.dates, v),
-            },
-        )
+            }
+        })
         .collect();
     table.push_row(line, &mut cells, raw);
 }

@@ -18,7 +18,6 @@
 use crate::error::LoadError;
 use crate::load::JsonRows;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::path::Path;
 use strata_core::EntityKind;
 use strata_store::{Kind, Profile, Reader, StoredEvent};
@@ -112,17 +111,7 @@ pub(crate) fn read(rows: &mut JsonRows<'_>, kind: EntityKind, dir: &Path) -> Res
             })
             .map_err(|e| store_err(dir, e));
     }
-    // An event names the profile it was stored on; a later merge may have folded that
-    // profile into another.
-    let mut survivor: HashMap<String, String> = HashMap::new();
-    reader
-        .for_each_profile(|p| {
-            for merged in &p.merged_from {
-                survivor.insert(merged.clone(), p.id.clone());
-            }
-            Ok(())
-        })
-        .map_err(|e| store_err(dir, e))?;
+    let survivor = reader.survivors().map_err(|e| store_err(dir, e))?;
     reader
         .for_each_event(|e| {
             let profile = survivor.get(&e.profile).unwrap_or(&e.profile).clone();

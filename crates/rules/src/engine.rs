@@ -240,6 +240,14 @@ impl Engine {
         v
     }
 
+    /// Whether `profile` is in `segment` now.
+    pub fn is_member(&self, segment: &str, profile: &str) -> bool {
+        let Some(i) = self.names.iter().position(|n| n == segment) else {
+            return false;
+        };
+        self.profiles.get(profile).is_some_and(|s| s.member[i])
+    }
+
     /// Profiles the engine keeps state for.
     pub fn profile_count(&self) -> usize {
         self.profiles.len()

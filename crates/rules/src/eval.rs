@@ -39,10 +39,7 @@ pub struct Facts<'a> {
 }
 
 pub(crate) fn property<'a>(props: &'a Value, path: &str) -> Option<&'a Value> {
-    props
-        .get(path)
-        .or_else(|| path.split('.').try_fold(props, |v, k| v.get(k)))
-        .filter(|v| !v.is_null())
+    strata_core::json_path(props, path).filter(|v| !v.is_null())
 }
 
 fn compare(have: &Value, cmp: Cmp, want: &Value) -> bool {
@@ -82,15 +79,7 @@ fn time_of(v: &Value) -> Option<i64> {
 }
 
 fn trait_holds(facts: &Facts<'_>, path: &str, test: &TraitTest, now: i64) -> bool {
-    let value = facts
-        .traits
-        .get(path)
-        .or_else(|| {
-            let mut parts = path.split('.');
-            let first = facts.traits.get(parts.next()?)?;
-            parts.try_fold(first, |v, k| v.get(k))
-        })
-        .filter(|v| !v.is_null());
+    let value = strata_core::json_path_in(facts.traits, path).filter(|v| !v.is_null());
     match test {
         TraitTest::Exists => value.is_some(),
         TraitTest::Missing => value.is_none(),

@@ -184,6 +184,22 @@ struct Phase {
 }
 
 impl Phase {
+    /// Waits for the workers (each returns its request latencies, µs) of a phase begun at
+    /// `start`.
+    async fn of(workers: Vec<tokio::task::JoinHandle<Vec<u64>>>, start: Instant) -> Self {
+        let mut latencies_us = Vec::new();
+        for w in workers {
+            latencies_us.extend(w.await.unwrap());
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        latencies_us.sort_unstable();
+        Phase {
+            requests: latencies_us.len(),
+            seconds,
+            latencies_us,
+        }
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return f64::NAN;
@@ -231,17 +247,7 @@ async fn ingest(addr: &str, connections: usize, bodies: Arc<Vec<Bytes>>) -> Phas
             })
         })
         .collect();
-    let mut latencies_us = Vec::new();
-    for w in workers {
-        latencies_us.extend(w.await.unwrap());
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    latencies_us.sort_unstable();
-    Phase {
-        requests: bodies.len(),
-        seconds,
-        latencies_us,
-    }
+    Phase::of(workers, start).await
 }
 
 async fn reads(addr: &str, connections: usize, users: usize, seconds: f64) -> Phase {
@@ -268,17 +274,7 @@ async fn reads(addr: &str, connections: usize, users: usize, seconds: f64) -> Ph
             })
         })
         .collect();
-    let mut latencies_us = Vec::new();
-    for w in workers {
-        latencies_us.extend(w.await.unwrap());
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    latencies_us.sort_unstable();
-    Phase {
-        requests: latencies_us.len(),
-        seconds: elapsed,
-        latencies_us,
-    }
+    Phase::of(workers, start).await
 }
 
 fn main() {

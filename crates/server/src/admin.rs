@@ -39,13 +39,20 @@ pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(),
 }
 
 /// Runs a store read off the async threads.
-async fn blocking<T: Send + 'static>(
+/// Runs store work on the blocking pool; its errors become API errors.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, strata_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    blocking_api(move || f().map_err(|e| ApiError::store(&e))).await
+}
+
+/// Runs work that answers with API errors on the blocking pool.
+pub(crate) async fn blocking_api<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::unavailable("internal", format!("the read task failed: {e}")))?
-        .map_err(|e| ApiError::store(&e))
+        .map_err(|e| ApiError::unavailable("internal", format!("the task failed: {e}")))?
 }
 
 fn parse_limit(
@@ -118,14 +125,14 @@ pub async fn profile(
         let Some(profile) = store.profile(&key)? else {
             return Ok(None);
         };
-        let computed = store.computed(&profile.id, now)?.unwrap_or_default();
+        let computed = store.computed_of(&profile, now)?;
         let recent_events = if events > 0 {
-            Some(store.recent_events(&profile.id, events)?)
+            Some(store.recent_events_of(&profile, events)?)
         } else {
             None
         };
         let trait_history = if history {
-            Some(store.history(&profile.id)?)
+            Some(store.history_of(&profile)?)
         } else {
             None
         };
@@ -397,8 +404,7 @@ pub async fn define_computed(
             ),
         )
     })?;
-    def.validate()
-        .map_err(|m| ApiError::bad_request("invalid_definition", m))?;
+    // `Store::define` checks it; its refusal is a 400 `invalid_definition` (ApiError::store).
     let store = state.store.clone();
     let shown = def.clone();
     let profiles = blocking(move || store.define(def)).await?;

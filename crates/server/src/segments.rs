@@ -7,6 +7,7 @@
 //! activation the engine is rebuilt by replaying the event log in order, which gives the
 //! same memberships and the same history as when the events first arrived.
 
+use crate::admin::blocking_api as blocking;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
@@ -57,6 +58,21 @@ struct Inner {
     sizes: BTreeMap<String, (u64, Vec<(i64, u64)>)>,
     /// The latest instant the engine has seen; time never goes back for it.
     now: i64,
+}
+
+impl Inner {
+    /// The active segments `profile` is in now.
+    fn segments_of(&self, profile: &str) -> Vec<String> {
+        self.active
+            .iter()
+            .filter(|s| {
+                self.engine
+                    .as_ref()
+                    .is_some_and(|e| e.is_member(s, profile))
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 /// The live segment state of a server.
@@ -150,20 +166,14 @@ fn as_event(e: &StoredEvent) -> Option<Event> {
 fn facts_of(reader: &Reader, p: &Profile, now: i64) -> Result<ProfileFacts, StoreError> {
     Ok(ProfileFacts {
         traits: p.traits.clone(),
-        computed: reader.computed(&p.id, now)?.unwrap_or_default(),
+        computed: reader.computed_of(p, now)?,
         ..ProfileFacts::default()
     })
 }
 
 /// Every profile's track events, by the profile it belongs to now (after merges).
 fn histories(reader: &Reader) -> Result<BTreeMap<String, Vec<Event>>, StoreError> {
-    let mut survivor: HashMap<String, String> = HashMap::new();
-    reader.for_each_profile(|p| {
-        for m in &p.merged_from {
-            survivor.insert(m.clone(), p.id.clone());
-        }
-        Ok(())
-    })?;
+    let survivor = reader.survivors()?;
     let mut out: BTreeMap<String, Vec<Event>> = BTreeMap::new();
     reader.for_each_event(|e| {
         if let Some(ev) = as_event(&e) {
@@ -204,7 +214,12 @@ impl Live {
     pub fn rebuild(&self, reader: &Reader, now: i64) -> Result<(), ApiError> {
         let store_err = |e: StoreError| ApiError::store(&e);
         let records = reader.segments().map_err(store_err)?;
-        let sch = schema(reader, &records).map_err(store_err)?;
+        // Nothing active (the usual start-up): no scan of the profiles for their traits.
+        let sch = if records.iter().any(|r| r.active) {
+            schema(reader, &records).map_err(store_err)?
+        } else {
+            Schema::default()
+        };
         let active: Vec<(String, strata_rules::Rule)> = records
             .iter()
             .filter(|r| r.active)
@@ -231,17 +246,7 @@ impl Live {
         }
         let mut engine = Engine::new(active)
             .map_err(|e| ApiError::bad_request("invalid_rule", e.to_string()))?;
-        let mut survivor: HashMap<String, String> = HashMap::new();
-        let mut profiles: Vec<Profile> = Vec::new();
-        reader
-            .for_each_profile(|p| {
-                for m in &p.merged_from {
-                    survivor.insert(m.clone(), p.id.clone());
-                }
-                profiles.push(p);
-                Ok(())
-            })
-            .map_err(store_err)?;
+        let survivor = reader.survivors().map_err(store_err)?;
         let mut clock = i64::MIN;
         let mut replayed = Vec::new();
         reader
@@ -257,10 +262,13 @@ impl Live {
             .map_err(store_err)?;
         let now = now.max(clock);
         replayed.extend(engine.tick(now));
-        for p in &profiles {
-            let facts = facts_of(reader, p, now).map_err(store_err)?;
-            replayed.extend(engine.set_facts(&p.id, facts, now));
-        }
+        reader
+            .for_each_profile(|p| {
+                let facts = facts_of(reader, &p, now)?;
+                replayed.extend(engine.set_facts(&p.id, facts, now));
+                Ok(())
+            })
+            .map_err(store_err)?;
         inner.now = now;
         inner.engine = Some(engine);
         // Replayed changes are history: they are not delivered again.
@@ -327,14 +335,6 @@ impl Live {
 
 fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     crate::admin::require_admin(state, headers)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::unavailable("internal", format!("the task failed: {e}")))?
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,7 +553,7 @@ pub async fn preview(
         store
             .for_each_profile(|p| {
                 profiles += 1;
-                let computed = store.computed(&p.id, now)?.unwrap_or_default();
+                let computed = store.computed_of(&p, now)?;
                 let facts = Facts {
                     traits: &p.traits,
                     computed: &computed,
@@ -692,10 +692,8 @@ pub async fn of_profile(
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
     let store = state.store.clone();
-    let profile = tokio::task::spawn_blocking(move || store.profile(&key))
-        .await
-        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
-        .map_err(|e| ApiError::store(&e))?
+    let profile = crate::admin::blocking(move || store.profile(&key))
+        .await?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -708,16 +706,7 @@ pub async fn of_profile(
         .inner
         .lock()
         .map_err(|_| ApiError::unavailable("internal", "poisoned"))?;
-    let member_of: Vec<&String> = inner
-        .active
-        .iter()
-        .filter(|s| {
-            inner
-                .engine
-                .as_ref()
-                .is_some_and(|e| e.members(s).contains(&profile.id.as_str()))
-        })
-        .collect();
+    let member_of = inner.segments_of(&profile.id);
     let history: Vec<&ChangeView> = inner
         .history
         .get(&profile.id)
@@ -749,12 +738,12 @@ pub async fn why(
             Ok(found) => found,
             Err(refused) => return Ok(refused),
         };
-        let computed = store.computed(&profile.id, now).map_err(|e| ApiError::store(&e))?.unwrap_or_default();
+        let computed = store.computed_of(&profile, now).map_err(|e| ApiError::store(&e))?;
         let segments: BTreeSet<String> = st
             .live
             .inner
             .lock()
-            .map(|i| i.active.iter().filter(|s| i.engine.as_ref().is_some_and(|e| e.members(s).contains(&profile.id.as_str()))).cloned().collect())
+            .map(|i| i.segments_of(&profile.id).into_iter().collect())
             .unwrap_or_default();
         let scores = BTreeMap::new();
         let facts = Facts { traits: &profile.traits, computed: &computed, segments: &segments, scores: &scores };

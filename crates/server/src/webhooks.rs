@@ -199,10 +199,7 @@ pub async fn create(
     };
     let st = Arc::clone(&state);
     let shown = hook.clone();
-    tokio::task::spawn_blocking(move || st.store.put_webhook(&hook))
-        .await
-        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
-        .map_err(|e| ApiError::store(&e))?;
+    crate::admin::blocking(move || st.store.put_webhook(&hook)).await?;
     Ok((StatusCode::CREATED, Json(shown)).into_response())
 }
 
@@ -212,11 +209,9 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     crate::admin::require_admin(&state, &headers)?;
-    let hooks = state.store.webhooks().map_err(|e| ApiError::store(&e))?;
-    let outbox = state
-        .store
-        .outbox(None, 1_000)
-        .map_err(|e| ApiError::store(&e))?;
+    let store = state.store.clone();
+    let (hooks, outbox) =
+        crate::admin::blocking(move || Ok((store.webhooks()?, store.outbox(None, 1_000)?))).await?;
     let shown: Vec<_> = hooks
         .iter()
         .map(|h| {
@@ -235,11 +230,8 @@ pub async fn remove(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     crate::admin::require_admin(&state, &headers)?;
-    if state
-        .store
-        .remove_webhook(&id)
-        .map_err(|e| ApiError::store(&e))?
-    {
+    let store = state.store.clone();
+    if crate::admin::blocking(move || store.remove_webhook(&id)).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::new(

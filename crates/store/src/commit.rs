@@ -585,8 +585,9 @@ pub(crate) fn load_definitions(
 
 /// Stores a definition and computes it over the whole log, in one transaction; returns the
 /// number of profiles that have a value.
+///
+/// The definition was checked by [`crate::Store::define`], the only sender of this work.
 fn define(db: &Database, def: &Definition) -> Result<u64, StoreError> {
-    def.validate().map_err(StoreError::Invalid)?;
     let txn = db.begin_write().map_err(write_err)?;
     let profiles_with_values;
     {

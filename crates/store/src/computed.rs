@@ -151,11 +151,7 @@ impl Definition {
             return None;
         }
         let lookup = |path: &str| -> Option<&Value> {
-            let props = properties?;
-            props
-                .get(path)
-                .or_else(|| path.split('.').try_fold(props, |v, k| v.get(k)))
-                .filter(|v| !v.is_null())
+            strata_core::json_path(properties?, path).filter(|v| !v.is_null())
         };
         if !self
             .filter

@@ -28,7 +28,7 @@ pub use commit::{MAX_IDENTITIES, MAX_TRAITS};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -664,9 +664,14 @@ impl Reader {
     /// Every trait change of the profile with this id or identity, in the order recorded
     /// (a merged profile's changes come along).
     pub fn history(&self, key: &str) -> Result<Vec<TraitChange>, StoreError> {
-        let Some(profile) = self.profile(key)? else {
-            return Ok(Vec::new());
-        };
+        match self.profile(key)? {
+            Some(p) => self.history_of(&p),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// [`Reader::history`] of a profile already read.
+    pub fn history_of(&self, profile: &Profile) -> Result<Vec<TraitChange>, StoreError> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(HISTORY).map_err(read_err)?;
         let id = profile.id.as_str();
@@ -696,9 +701,18 @@ impl Reader {
     /// The `limit` most recent events (at most [`RECENT_EVENTS`]) of the profile with this id
     /// or identity, newest first.
     pub fn recent_events(&self, key: &str, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let Some(profile) = self.profile(key)? else {
-            return Ok(Vec::new());
-        };
+        match self.profile(key)? {
+            Some(p) => self.recent_events_of(&p, limit),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// [`Reader::recent_events`] of a profile already read.
+    pub fn recent_events_of(
+        &self,
+        profile: &Profile,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let events = txn.open_table(EVENTS).map_err(read_err)?;
         let mut out = Vec::new();
@@ -784,11 +798,33 @@ impl Reader {
         key: &str,
         now: i64,
     ) -> Result<Option<BTreeMap<String, Value>>, StoreError> {
-        let Some(profile) = self.profile(key)? else {
-            return Ok(None);
-        };
+        match self.profile(key)? {
+            Some(p) => self.computed_of(&p, now).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Reader::computed`] of a profile already read.
+    pub fn computed_of(
+        &self,
+        profile: &Profile,
+        now: i64,
+    ) -> Result<BTreeMap<String, Value>, StoreError> {
         let defs = self.definitions()?;
-        Ok(Some(computed::values(&defs, &profile.computed_state, now)))
+        Ok(computed::values(&defs, &profile.computed_state, now))
+    }
+
+    /// Where each merged-away profile went: its id → the surviving profile's id. An event
+    /// names the profile it was stored on, which a later merge may have folded into another.
+    pub fn survivors(&self) -> Result<HashMap<String, String>, StoreError> {
+        let mut out = HashMap::new();
+        self.for_each_profile(|p| {
+            for merged in p.merged_from {
+                out.insert(merged, p.id.clone());
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Profiles stored.

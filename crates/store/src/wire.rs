@@ -165,6 +165,23 @@ pub fn parse(
     })
 }
 
+/// Bytes of `value` as compact JSON, counted without building the text (the store encodes
+/// each message once, later).
+fn encoded_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    serde_json::to_writer(&mut n, value).map_or(usize::MAX, |()| n.0)
+}
+
 /// Adds a batch-level field to a message; for objects, the message's own keys win.
 fn merge_into(m: &mut Map<String, Value>, key: &str, shared: &Value) {
     match (m.get_mut(key), shared) {
@@ -187,7 +204,7 @@ fn message(
     request_id: u64,
     index: usize,
 ) -> Result<Message, Rejection> {
-    let size = serde_json::to_vec(&value).map_or(usize::MAX, |b| b.len());
+    let size = encoded_len(&value);
     if size > MAX_MESSAGE_BYTES {
         return Err(reject(
             "message_too_large",

@@ -373,7 +373,7 @@ pub fn spec() -> Value {
                         "index": { "type": "integer" }, "code": { "type": "string" }, "message": { "type": "string" } } } } } },
                 "ComputedTrait": { "type": "object", "required": ["name", "aggregate"], "additionalProperties": false, "properties": {
                     "name": { "type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$" },
-                    "aggregate": { "enum": ["count", "sum", "first", "last", "distinct", "first_seen", "last_seen", "days_since_last"] },
+                    "aggregate": { "enum": ["count", "sum", "first", "last", "distinct", "first_seen", "last_seen", "days_since_last", "days_since_first"] },
                     "event": { "type": "string", "description": "The track event name; absent: every track event." },
                     "property": { "type": "string", "description": "A property of `properties` (dotted path); `a|b` takes the first present. Needed by sum, first, last and distinct." },
                     "where": { "type": "object", "description": "Property values the event must have." },

@@ -364,6 +364,7 @@ async fn computed_traits_are_defined_computed_over_history_and_shown_on_profiles
             ("rfm_recency_days", true),
             ("rfm_frequency", true),
             ("rfm_monetary", true),
+            ("rfm_tenure_days", true),
             ("orders_week", false),
             ("pages", false)
         ]

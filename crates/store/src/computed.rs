@@ -10,7 +10,9 @@
 //! [`MAX_WINDOW_ENTRIES`]), and the aggregate is taken when read.
 //!
 //! The RFM fields are built in ([`builtin`]): `rfm_frequency` (count), `rfm_monetary` (sum of
-//! `revenue`, else `total`, else `value`) and `rfm_recency_days` of `Order Completed`.
+//! `revenue`, else `total`, else `value`), `rfm_recency_days` and `rfm_tenure_days` of
+//! `Order Completed` — the features of the batch pipeline's RFM table, so a saved model can
+//! assign live profiles.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,6 +41,8 @@ pub enum Aggregate {
     LastSeen,
     /// Days from the latest matching event to `now`.
     DaysSinceLast,
+    /// Days from the earliest matching event to `now` (tenure).
+    DaysSinceFirst,
 }
 
 impl Aggregate {
@@ -83,6 +87,7 @@ pub fn builtin() -> Vec<Definition> {
         order("rfm_recency_days", Aggregate::DaysSinceLast, None),
         order("rfm_frequency", Aggregate::Count, None),
         order("rfm_monetary", Aggregate::Sum, Some("revenue|total|value")),
+        order("rfm_tenure_days", Aggregate::DaysSinceFirst, None),
     ]
 }
 
@@ -225,7 +230,7 @@ impl State {
                     self.sum += x;
                 }
             }
-            Aggregate::First | Aggregate::FirstSeen => {
+            Aggregate::First | Aggregate::FirstSeen | Aggregate::DaysSinceFirst => {
                 if self.first.as_ref().is_none_or(|(t, _)| time < *t) {
                     self.first = Some((time, value));
                 }
@@ -310,6 +315,10 @@ impl State {
                 Value::String(d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             })
         };
+        let days = |t: i64| {
+            serde_json::Number::from_f64(((now - t) as f64 / DAY_MICROS).max(0.0))
+                .map_or(Value::Null, Value::Number)
+        };
         match def.aggregate {
             Aggregate::Count => Value::from(count),
             Aggregate::Sum => serde_json::Number::from_f64(sum).map_or(Value::Null, Value::Number),
@@ -318,10 +327,8 @@ impl State {
             Aggregate::Distinct => Value::from(distinct as u64),
             Aggregate::FirstSeen => first.map_or(Value::Null, |(t, _)| time(*t)),
             Aggregate::LastSeen => last.map_or(Value::Null, |(t, _)| time(*t)),
-            Aggregate::DaysSinceLast => last.map_or(Value::Null, |(t, _)| {
-                serde_json::Number::from_f64(((now - t) as f64 / DAY_MICROS).max(0.0))
-                    .map_or(Value::Null, Value::Number)
-            }),
+            Aggregate::DaysSinceLast => last.map_or(Value::Null, |(t, _)| days(*t)),
+            Aggregate::DaysSinceFirst => first.map_or(Value::Null, |(t, _)| days(*t)),
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use strata_store::computed::{Aggregate, Definition};
+use strata_store::computed::{self, Aggregate, Definition};
 use strata_store::{Kind, Message, Store, StoreError};
 
 const HOUR: i64 = 3_600_000_000;
@@ -128,7 +128,7 @@ fn reference(d: &Definition, events: &[&Event], now: i64) -> Value {
     let window = d
         .window
         .as_deref()
-        .map(|w| strata_store::computed::parse_window(w).unwrap());
+        .map(|w| computed::parse_window(w).unwrap());
     let mut matching: Vec<(i64, Value)> = events
         .iter()
         .filter(|e| d.event.as_deref().is_none_or(|n| n == e.name))
@@ -161,7 +161,7 @@ fn reference(d: &Definition, events: &[&Event], now: i64) -> Value {
         Aggregate::Last => matching.last().map_or(Value::Null, |(_, v)| v.clone()),
         Aggregate::FirstSeen => matching.first().map_or(Value::Null, |(t, _)| iso(*t)),
         Aggregate::LastSeen => matching.last().map_or(Value::Null, |(t, _)| iso(*t)),
-        Aggregate::DaysSinceLast => unreachable!("not under test"),
+        Aggregate::DaysSinceLast | Aggregate::DaysSinceFirst => unreachable!("not under test"),
     }
 }
 
@@ -245,6 +245,10 @@ fn incremental_and_backfilled_values_equal_a_direct_computation() {
         if let Some(last) = orders.iter().map(|e| e.time).max() {
             let days = values["rfm_recency_days"].as_f64().unwrap();
             assert!((days - (NOW - last) as f64 / DAY as f64).abs() < 1e-9);
+        }
+        if let Some(first) = orders.iter().map(|e| e.time).min() {
+            let days = values["rfm_tenure_days"].as_f64().unwrap();
+            assert!((days - (NOW - first) as f64 / DAY as f64).abs() < 1e-9);
         }
     }
 }
@@ -334,5 +338,8 @@ fn bad_definitions_are_refused() {
             other => panic!("expected a refusal mentioning {words}: {other:?}"),
         }
     }
-    assert_eq!(store.definitions().unwrap().len(), 3);
+    assert_eq!(
+        store.definitions().unwrap().len(),
+        computed::builtin().len()
+    );
 }

@@ -118,6 +118,10 @@ enum Command {
         /// Async worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// A clustering model saved by `strata run` (model.json): every profile with an order
+        /// is assigned to one of its segments live, and rules can use them.
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// Generate a realistic e-commerce world with known latent segments.
     Generate {
@@ -521,11 +525,19 @@ fn main() -> ExitCode {
                 write_keys,
                 admin_key,
                 threads,
+                model,
             } => {
                 let admin = admin_key
                     .clone()
                     .or_else(|| std::env::var("STRATA_ADMIN_KEY").ok());
-                serve::serve(data, listen, write_keys, admin.as_deref(), *threads)
+                serve::serve(
+                    data,
+                    listen,
+                    write_keys,
+                    admin.as_deref(),
+                    *threads,
+                    model.as_deref(),
+                )
             }
             Command::Generate {
                 customers,

@@ -80,9 +80,27 @@ pub fn serve(
     write_keys: &[String],
     admin_key: Option<&str>,
     threads: Option<usize>,
+    model: Option<&Path>,
 ) -> Result<()> {
+    let model = model
+        .map(|m| strata_server::clusters::LiveModel::load(m).map(Arc::new))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--model: {e}"))?;
+    let clusters = model.as_ref().map(|m| {
+        format!(
+            "; clusters of {} live: {}",
+            m.origin(),
+            m.segments().join(", ")
+        )
+    });
     let store = Store::open(data)?;
-    let state = AppState::new(store, Settings::default())?;
+    let state = AppState::new(
+        store,
+        Settings {
+            model,
+            ..Settings::default()
+        },
+    )?;
     for note in prepare_keys(&state, data, write_keys, admin_key)? {
         eprintln!("strata serve: {note}");
     }
@@ -103,8 +121,9 @@ pub fn serve(
         // One line on stdout that scripts wait for; the rest goes to stderr.
         println!("listening on http://{addr}");
         eprintln!(
-            "strata serve: data {} ({events} events, {profiles} profiles); Ctrl-C or SIGTERM stops after the requests in flight",
-            data.display()
+            "strata serve: data {} ({events} events, {profiles} profiles){}; Ctrl-C or SIGTERM stops after the requests in flight",
+            data.display(),
+            clusters.unwrap_or_default()
         );
         strata_server::serve(listener, Arc::clone(&state), strata_server::shutdown_signal())
             .await

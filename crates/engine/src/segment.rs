@@ -27,8 +27,7 @@ pub(crate) struct Categories {
     pub by_customer: HashMap<String, Vec<String>>,
 }
 
-/// The value of a categorical feature a customer does not have.
-pub(crate) const MISSING_CATEGORY: &str = "(missing)";
+pub(crate) use strata_ml::MISSING_CATEGORY;
 
 impl Categories {
     /// The values of `ids`, row-major.

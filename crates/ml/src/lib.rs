@@ -38,7 +38,9 @@ pub use kmeans::{
 };
 pub use kprototypes::{KPrototypes, KPrototypesError, KPrototypesParams};
 pub use metrics::{adjusted_rand_index, knee_point, silhouette, silhouette_sampled, wcss};
-pub use model::{Assigner, Assignment, MODEL_FORMAT_VERSION, ModelError, SegmentationModel};
+pub use model::{
+    Assigner, Assignment, MISSING_CATEGORY, MODEL_FORMAT_VERSION, ModelError, SegmentationModel,
+};
 pub use pca::{Pca, PcaError};
 pub use profile::{
     FeatureStats, MembershipSummary, PredictionMean, SegmentProfile, membership_summaries,

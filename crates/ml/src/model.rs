@@ -86,6 +86,10 @@ impl Assigner {
     }
 }
 
+/// The value of a categorical feature a customer does not have, as the model saw it in
+/// training.
+pub const MISSING_CATEGORY: &str = "(missing)";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SegmentationModel {
     pub format_version: u32,

@@ -15,6 +15,7 @@
 //! durable (the store answers only after its commit is on disk).
 
 pub mod admin;
+pub mod clusters;
 mod error;
 pub mod ingest;
 mod metrics;
@@ -51,6 +52,8 @@ pub struct Settings {
     /// (at most a minute).
     pub webhook_retry_base: i64,
     pub clock: Clock,
+    /// A saved clustering model that assigns profiles live (`strata serve --model`).
+    pub model: Option<Arc<clusters::LiveModel>>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -67,6 +70,7 @@ impl Default for Settings {
             max_in_flight: 1_024,
             webhook_retry_base: 500_000,
             clock: system_clock(),
+            model: None,
         }
     }
 }
@@ -95,13 +99,13 @@ impl AppState {
         let state = Arc::new(Self {
             store,
             in_flight: Semaphore::new(settings.max_in_flight),
-            settings,
             keys: RwLock::new(keys),
             requests: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             metrics: metrics::Metrics::default(),
-            live: segments::Live::default(),
+            live: segments::Live::new(settings.model.clone()),
             live_problem: std::sync::Mutex::new(None),
+            settings,
         });
         // Active segments are restored by replaying the log. A segment whose rule no longer
         // checks does not stop the server: the problem is shown by `GET /api/segments`.
@@ -129,7 +133,7 @@ impl AppState {
     /// Fires the segment timers due by `now` (the server's timer task calls this; tests with
     /// an injected clock call it themselves); returns when the next one is due.
     pub fn tick_segments(&self, now: i64) -> Option<i64> {
-        let (changes, next) = self.live.tick(now);
+        let (changes, next) = self.live.tick(&self.store, now);
         webhooks::enqueue(self, &changes, now);
         next
     }

@@ -6,8 +6,14 @@
 //! Membership lives in memory ([`strata_rules::engine::Engine`]); at start-up and on every
 //! activation the engine is rebuilt by replaying the event log in order, which gives the
 //! same memberships and the same history as when the events first arrived.
+//!
+//! With a saved clustering model ([`crate::clusters`]), each profile's cluster is a segment
+//! too: re-assigned whenever the profile's traits or computed traits change, and once a day
+//! between its events (its recency and tenure grow with time). Cluster changes are enter/exit
+//! changes like any other, and rules see the cluster as a segment the profile is in.
 
 use crate::admin::blocking_api as blocking;
+use crate::clusters::LiveModel;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
@@ -25,6 +31,9 @@ use strata_store::{Kind, Profile, Reader, SegmentRecord, SegmentVersion, StoreEr
 
 /// Changes kept per profile for its history.
 const HISTORY: usize = 100;
+/// A clustered profile without events is re-assigned this often (µs): its recency and tenure
+/// grow by a day.
+const REASSIGN_EVERY: i64 = 86_400_000_000;
 
 /// A membership change as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,10 +67,14 @@ struct Inner {
     sizes: BTreeMap<String, (u64, Vec<(i64, u64)>)>,
     /// The latest instant the engine has seen; time never goes back for it.
     now: i64,
+    model: Option<Arc<LiveModel>>,
+    /// Each clustered profile's cluster, and when it is re-assigned next.
+    clusters: HashMap<String, (String, i64)>,
+    reassign: BTreeSet<(i64, String)>,
 }
 
 impl Inner {
-    /// The active segments `profile` is in now.
+    /// The active segments `profile` is in now, its cluster included.
     fn segments_of(&self, profile: &str) -> Vec<String> {
         self.active
             .iter()
@@ -71,7 +84,78 @@ impl Inner {
                     .is_some_and(|e| e.is_member(s, profile))
             })
             .cloned()
+            .chain(self.clusters.get(profile).map(|(c, _)| c.clone()))
             .collect()
+    }
+
+    /// Re-reads a profile's facts at `now`, re-assigns its cluster, and re-evaluates its
+    /// segments; returns the changes.
+    fn refresh(
+        &mut self,
+        reader: &Reader,
+        p: &Profile,
+        now: i64,
+    ) -> Result<Vec<Change>, StoreError> {
+        let mut facts = facts_of(reader, p, now)?;
+        let mut changes = Vec::new();
+        if let Some(model) = &self.model {
+            let new = model
+                .assign(&facts.traits, &facts.computed)
+                .map(str::to_string);
+            let old = self.clusters.remove(&p.id).map(|(c, due)| {
+                self.reassign.remove(&(due, p.id.clone()));
+                c
+            });
+            if old != new {
+                let change = |segment: String, entered| Change {
+                    segment,
+                    profile: p.id.clone(),
+                    entered,
+                    at: now,
+                };
+                changes.extend(old.map(|c| change(c, false)));
+                changes.extend(new.clone().map(|c| change(c, true)));
+            }
+            if let Some(c) = new {
+                let due = now.saturating_add(REASSIGN_EVERY);
+                self.reassign.insert((due, p.id.clone()));
+                facts.segments.insert(c.clone());
+                self.clusters.insert(p.id.clone(), (c, due));
+            }
+        }
+        if let Some(engine) = self.engine.as_mut() {
+            changes.extend(engine.set_facts(&p.id, facts, now));
+        }
+        Ok(changes)
+    }
+
+    /// Re-assigns the clustered profiles due by `now`, at `now` (the engine's time only
+    /// moves forward; the server's timer task ticks when the first one is due).
+    fn reassign_due(&mut self, reader: &Reader, now: i64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        while let Some((due, id)) = self.reassign.first().cloned() {
+            if due > now {
+                break;
+            }
+            self.reassign.remove(&(due, id.clone()));
+            // A profile merged away or unreadable keeps its cluster until it is seen again.
+            if let Ok(Some(p)) = reader.profile(&id) {
+                changes.extend(self.refresh(reader, &p, now).unwrap_or_default());
+            }
+        }
+        changes
+    }
+
+    /// When the next re-assignment is due.
+    fn next_reassign(&self) -> Option<i64> {
+        self.reassign.first().map(|(t, _)| *t)
+    }
+
+    fn cluster_names(&self) -> Vec<String> {
+        self.model
+            .as_ref()
+            .map(|m| m.segments().to_vec())
+            .unwrap_or_default()
     }
 }
 
@@ -91,6 +175,13 @@ impl std::fmt::Debug for Live {
 
 impl Default for Live {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl Live {
+    /// Live segments, with a clustering model's segments when there is one.
+    pub fn new(model: Option<Arc<LiveModel>>) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 engine: None,
@@ -98,10 +189,26 @@ impl Default for Live {
                 history: HashMap::new(),
                 sizes: BTreeMap::new(),
                 now: i64::MIN,
+                model,
+                clusters: HashMap::new(),
+                reassign: BTreeSet::new(),
             }),
             changes: tokio::sync::broadcast::channel(4_096).0,
             active: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The clustering model's segment names (empty without a model).
+    pub fn cluster_names(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .map(|i| i.cluster_names())
+            .unwrap_or_default()
+    }
+
+    /// The model's description, if there is one.
+    pub fn model(&self) -> Option<Arc<LiveModel>> {
+        self.inner.lock().ok().and_then(|i| i.model.clone())
     }
 }
 
@@ -118,9 +225,13 @@ fn value_type(v: &Value) -> Option<ValueType> {
     }
 }
 
-/// What rules may refer to: traits seen on profiles (with their types), computed traits and
-/// the other segments.
-fn schema(reader: &Reader, segments: &[SegmentRecord]) -> Result<Schema, StoreError> {
+/// What rules may refer to: traits seen on profiles (with their types), computed traits, the
+/// other segments and the clustering model's segments.
+fn schema(
+    reader: &Reader,
+    segments: &[SegmentRecord],
+    clusters: &[String],
+) -> Result<Schema, StoreError> {
     let mut traits = BTreeMap::new();
     reader.for_each_profile(|p| {
         for (k, v) in &p.traits {
@@ -145,7 +256,11 @@ fn schema(reader: &Reader, segments: &[SegmentRecord]) -> Result<Schema, StoreEr
     Ok(Schema {
         traits,
         computed,
-        segments: segments.iter().map(|s| s.name.clone()).collect(),
+        segments: segments
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(clusters.iter().cloned())
+            .collect(),
         scores: BTreeSet::new(),
     })
 }
@@ -214,9 +329,10 @@ impl Live {
     pub fn rebuild(&self, reader: &Reader, now: i64) -> Result<(), ApiError> {
         let store_err = |e: StoreError| ApiError::store(&e);
         let records = reader.segments().map_err(store_err)?;
+        let clusters = self.cluster_names();
         // Nothing active (the usual start-up): no scan of the profiles for their traits.
         let sch = if records.iter().any(|r| r.active) {
-            schema(reader, &records).map_err(store_err)?
+            schema(reader, &records, &clusters).map_err(store_err)?
         } else {
             Schema::default()
         };
@@ -237,40 +353,46 @@ impl Live {
             .map_err(|_| ApiError::unavailable("internal", "segment state poisoned"))?;
         inner.history.clear();
         inner.sizes.clear();
+        inner.clusters.clear();
+        inner.reassign.clear();
         inner.active = active.iter().map(|(n, _)| n.clone()).collect();
+        let live = !active.is_empty() || inner.model.is_some();
         self.active
-            .store(!active.is_empty(), std::sync::atomic::Ordering::Relaxed);
-        if active.is_empty() {
+            .store(live, std::sync::atomic::Ordering::Relaxed);
+        if !live {
             inner.engine = None;
             return Ok(());
         }
+        let replay = !active.is_empty();
         let mut engine = Engine::new(active)
             .map_err(|e| ApiError::bad_request("invalid_rule", e.to_string()))?;
-        let survivor = reader.survivors().map_err(store_err)?;
         let mut clock = i64::MIN;
         let mut replayed = Vec::new();
-        reader
-            .for_each_event(|e| {
-                if let Some(ev) = as_event(&e) {
-                    clock = clock.max(e.message.received_at);
-                    replayed.extend(engine.tick(clock));
-                    let owner = survivor.get(&e.profile).unwrap_or(&e.profile).clone();
-                    replayed.extend(engine.observe(&owner, &ev, clock));
-                }
-                Ok(())
-            })
-            .map_err(store_err)?;
+        // Only rule segments need the history; clusters need only each profile's facts.
+        if replay {
+            let survivor = reader.survivors().map_err(store_err)?;
+            reader
+                .for_each_event(|e| {
+                    if let Some(ev) = as_event(&e) {
+                        clock = clock.max(e.message.received_at);
+                        replayed.extend(engine.tick(clock));
+                        let owner = survivor.get(&e.profile).unwrap_or(&e.profile).clone();
+                        replayed.extend(engine.observe(&owner, &ev, clock));
+                    }
+                    Ok(())
+                })
+                .map_err(store_err)?;
+        }
         let now = now.max(clock);
         replayed.extend(engine.tick(now));
+        inner.engine = Some(engine);
         reader
             .for_each_profile(|p| {
-                let facts = facts_of(reader, &p, now)?;
-                replayed.extend(engine.set_facts(&p.id, facts, now));
+                replayed.extend(inner.refresh(reader, &p, now)?);
                 Ok(())
             })
             .map_err(store_err)?;
         inner.now = now;
-        inner.engine = Some(engine);
         // Replayed changes are history: they are not delivered again.
         self.record(&mut inner, replayed);
         Ok(())
@@ -303,31 +425,38 @@ impl Live {
             for (profile, e) in stored {
                 changes.extend(engine.observe(profile, e, now));
             }
-            for profile in identified
-                .iter()
-                .chain(stored.iter().map(|(p, _)| p))
-                .collect::<BTreeSet<_>>()
+        }
+        changes.extend(inner.reassign_due(reader, now));
+        for profile in identified
+            .iter()
+            .chain(stored.iter().map(|(p, _)| p))
+            .collect::<BTreeSet<_>>()
+        {
+            if let Ok(Some(p)) = reader.profile(profile)
+                && let Ok(c) = inner.refresh(reader, &p, now)
             {
-                if let Ok(Some(p)) = reader.profile(profile)
-                    && let Ok(facts) = facts_of(reader, &p, now)
-                {
-                    changes.extend(engine.set_facts(profile, facts, now));
-                }
+                changes.extend(c);
             }
         }
         self.record(&mut inner, changes)
     }
 
-    /// Fires the timers due by `now`; returns the changes and when the next timer is due.
-    pub fn tick(&self, now: i64) -> (Vec<ChangeView>, Option<i64>) {
+    /// Fires the timers due by `now` (rule timers and cluster re-assignments); returns the
+    /// changes and when the next timer is due.
+    pub fn tick(&self, reader: &Reader, now: i64) -> (Vec<ChangeView>, Option<i64>) {
         let Ok(mut inner) = self.inner.lock() else {
             return (Vec::new(), None);
         };
         let now = now.max(inner.now);
         inner.now = now;
-        let (changes, next) = match inner.engine.as_mut() {
+        let (mut changes, next) = match inner.engine.as_mut() {
             Some(engine) => (engine.tick(now), engine.next_timer()),
             None => (Vec::new(), None),
+        };
+        changes.extend(inner.reassign_due(reader, now));
+        let next = match (next, inner.next_reassign()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         (self.record(&mut inner, changes), next)
     }
@@ -395,8 +524,18 @@ pub async fn define(
     let st = Arc::clone(&state);
     blocking(move || {
         let store = &st.store;
+        let clusters = st.live.cluster_names();
+        if clusters.contains(&new.name) {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!(
+                    "{:?} is a segment of the clustering model; give the rule segment another name",
+                    new.name
+                ),
+            ));
+        }
         let mut records = store.segments().map_err(|e| ApiError::store(&e))?;
-        let mut sch_self = schema(store, &records).map_err(|e| ApiError::store(&e))?;
+        let mut sch_self = schema(store, &records, &clusters).map_err(|e| ApiError::store(&e))?;
         sch_self.segments.insert(new.name.clone());
         let rule = match compile(&new.rule, &sch_self) {
             Ok(r) => r,
@@ -471,6 +610,7 @@ fn find(store: &Reader, name: &str) -> Result<SegmentRecord, ApiError> {
 #[allow(clippy::type_complexity, reason = "a private helper's plain tuple")]
 fn for_history(
     store: &Reader,
+    live: &Live,
     name: &str,
 ) -> Result<
     Result<
@@ -485,7 +625,7 @@ fn for_history(
 > {
     let record = find(store, name)?;
     let records = store.segments().map_err(|e| ApiError::store(&e))?;
-    let sch = schema(store, &records).map_err(|e| ApiError::store(&e))?;
+    let sch = schema(store, &records, &live.cluster_names()).map_err(|e| ApiError::store(&e))?;
     let rule = match compile(&record.rule, &sch) {
         Ok(r) => r,
         Err(e) => return Ok(Err(rule_error(&e))),
@@ -519,7 +659,18 @@ pub async fn list(
             })
             .collect();
         let problem = st.live_problem.lock().ok().and_then(|p| p.clone());
-        Ok(Json(json!({ "segments": shown, "problem": problem })).into_response())
+        // The clustering model's segments, with their live sizes.
+        let model = inner.model.as_ref().map(|m| {
+            let mut d = m.describe();
+            d["members"] = m
+                .segments()
+                .iter()
+                .map(|c| (c.clone(), json!(inner.sizes.get(c).map_or(0, |s| s.0))))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            d
+        });
+        Ok(Json(json!({ "segments": shown, "problem": problem, "model": model })).into_response())
     })
     .await
 }
@@ -542,18 +693,24 @@ pub async fn preview(
     let st = Arc::clone(&state);
     blocking(move || {
         let store = &st.store;
-        let (record, rule, events) = match for_history(store, &name)? {
+        let (record, rule, events) = match for_history(store, &st.live, &name)? {
             Ok(found) => found,
             Err(refused) => return Ok(refused),
         };
         let (mut size, mut members, mut profiles) = (0u64, Vec::new(), 0u64);
         let empty = Vec::new();
-        let segments = BTreeSet::new();
         let scores = BTreeMap::new();
         store
             .for_each_profile(|p| {
                 profiles += 1;
                 let computed = store.computed_of(&p, now)?;
+                // The segments it refers to are as they are live now (its cluster included).
+                let segments: BTreeSet<String> = st
+                    .live
+                    .inner
+                    .lock()
+                    .map(|i| i.segments_of(&p.id).into_iter().collect())
+                    .unwrap_or_default();
                 let facts = Facts {
                     traits: &p.traits,
                     computed: &computed,
@@ -653,18 +810,30 @@ pub async fn members(
         .inner
         .lock()
         .map_err(|_| ApiError::unavailable("internal", "poisoned"))?;
-    if !inner.active.contains(&name) {
+    let is_cluster = inner.cluster_names().contains(&name);
+    if !inner.active.contains(&name) && !is_cluster {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "segment_not_active",
             format!("segment {name:?} is not active"),
         ));
     }
-    let all = inner
-        .engine
-        .as_ref()
-        .map(|e| e.members(&name))
-        .unwrap_or_default();
+    let all: Vec<&str> = if is_cluster {
+        let mut v: Vec<&str> = inner
+            .clusters
+            .iter()
+            .filter(|(_, (c, _))| *c == name)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    } else {
+        inner
+            .engine
+            .as_ref()
+            .map(|e| e.members(&name))
+            .unwrap_or_default()
+    };
     let sizes: Vec<Value> = inner
         .sizes
         .get(&name)
@@ -707,13 +876,14 @@ pub async fn of_profile(
         .lock()
         .map_err(|_| ApiError::unavailable("internal", "poisoned"))?;
     let member_of = inner.segments_of(&profile.id);
+    let cluster = inner.clusters.get(&profile.id).map(|(c, _)| c.clone());
     let history: Vec<&ChangeView> = inner
         .history
         .get(&profile.id)
         .map(|h| h.iter().collect())
         .unwrap_or_default();
     Ok(
-        Json(json!({ "profile": profile.id, "segments": member_of, "history": history }))
+        Json(json!({ "profile": profile.id, "segments": member_of, "cluster": cluster, "history": history }))
             .into_response(),
     )
 }
@@ -734,7 +904,7 @@ pub async fn why(
             .profile(&key)
             .map_err(|e| ApiError::store(&e))?
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "profile_not_found", "no profile has this id or identity"))?;
-        let (record, rule, events) = match for_history(store, &name)? {
+        let (record, rule, events) = match for_history(store, &st.live, &name)? {
             Ok(found) => found,
             Err(refused) => return Ok(refused),
         };

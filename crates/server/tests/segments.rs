@@ -394,3 +394,132 @@ async fn a_webhook_that_fails_half_the_time_still_gets_every_change_signed() {
     assert_eq!(ids.len(), 24, "every enter and exit arrives at least once");
     assert_eq!(ids.iter().filter(|i| i.contains("|enter|")).count(), 12);
 }
+
+/// A k-means model over recency and monetary value, saved as `strata run` saves one: "Big
+/// spenders" near 15 days / 200, "Lapsed" near 60 days / 50 (z-scores around 30 days / 100).
+/// A customer who spent 20 is a big spender until their last order is 6 days old.
+fn saved_model(dir: &std::path::Path) -> std::path::PathBuf {
+    let model = strata_ml::SegmentationModel::new(
+        "kmeans",
+        vec!["recency_days".into(), "monetary".into()],
+        strata_ml::Scaler {
+            kinds: vec![strata_ml::ScalerKind::ZScore; 2],
+            mean: vec![30.0, 100.0],
+            std: vec![30.0, 100.0],
+        },
+        2,
+        vec![-0.5, 1.0, 1.0, -0.5],
+        vec!["Big spenders".into(), "Lapsed".into()],
+        42,
+        1_000,
+    );
+    let path = dir.join("model.json");
+    std::fs::write(&path, model.to_json().unwrap()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_saved_model_assigns_clusters_live_and_rules_use_them() {
+    const DAY: i64 = 24 * H;
+    let models = tempfile::tempdir().unwrap();
+    let model = strata_server::clusters::LiveModel::load(&saved_model(models.path())).unwrap();
+    let clock = Arc::new(AtomicI64::new(NOW));
+    let c = Arc::clone(&clock);
+    let s = server_with(Settings {
+        clock: Arc::new(move || c.load(Ordering::Relaxed)),
+        model: Some(Arc::new(model)),
+        ..Settings::default()
+    });
+    // A rule segment may not take a cluster's name; rules may refer to clusters.
+    let taken = admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(json!({ "name": "Lapsed", "rule": "\"Email Opened\" within 1d" })),
+    )
+    .await;
+    assert_eq!(taken.status, StatusCode::BAD_REQUEST, "{}", taken.json());
+    let rule = "in segment \"Lapsed\" and not (\"Email Opened\" within 1d)";
+    let r = admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(json!({ "name": "Winback", "rule": rule })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    admin(&s, Method::POST, "/api/segments/Winback/activate", None).await;
+    let order = |user: &str, amount: f64, id: &str| {
+        json!({ "type": "track", "userId": user, "event": "Order Completed", "messageId": id,
+            "timestamp": iso(NOW - H), "properties": { "revenue": amount } })
+    };
+    for (user, amount, id) in [("ada", 250.0, "o1"), ("bob", 20.0, "o2")] {
+        assert_eq!(
+            s.post("/v1/track", &order(user, amount, id)).await.status,
+            StatusCode::OK
+        );
+    }
+    // A profile without an order is in no cluster.
+    track(&s, "cy", "Product Viewed", NOW - H, "v1").await;
+    let of = |user: &'static str| {
+        let s = &s;
+        async move {
+            admin(
+                s,
+                Method::GET,
+                &format!("/api/profiles/user:{user}/segments"),
+                None,
+            )
+            .await
+            .json()
+        }
+    };
+    assert_eq!(of("ada").await["cluster"], "Big spenders");
+    assert_eq!(of("bob").await["segments"], json!(["Big spenders"]));
+    assert_eq!(of("cy").await["cluster"], Value::Null);
+    // A week later Bob's last order is over 6 days old: the daily re-assignment moves him,
+    // and the rule segment over the cluster follows; Ada spent enough to stay.
+    clock.store(NOW + 7 * DAY, Ordering::Relaxed);
+    s.state.tick_segments(NOW + 7 * DAY);
+    let bob = of("bob").await;
+    assert_eq!(bob["segments"], json!(["Winback", "Lapsed"]), "{bob}");
+    let changes: Vec<(&str, &str)> = bob["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["segment"].as_str().unwrap(),
+                c["change"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("Big spenders", "enter"),
+            ("Big spenders", "exit"),
+            ("Lapsed", "enter"),
+            ("Winback", "enter")
+        ]
+    );
+    assert_eq!(of("ada").await["cluster"], "Big spenders");
+    let bob_id = admin(&s, Method::GET, "/api/profiles/user:bob?events=0", None)
+        .await
+        .json()["id"]
+        .clone();
+    let lapsed = admin(&s, Method::GET, "/api/segments/Lapsed/members", None)
+        .await
+        .json();
+    assert_eq!(lapsed["members"], json!([bob_id]));
+    let listed = admin(&s, Method::GET, "/api/segments", None).await.json();
+    assert_eq!(
+        listed["model"]["members"],
+        json!({ "Big spenders": 1, "Lapsed": 1 })
+    );
+    // A new order brings Bob back at once, out of the rule segment too.
+    let again = json!({ "type": "track", "userId": "bob", "event": "Order Completed", "messageId": "o3",
+        "timestamp": iso(NOW + 7 * DAY - 60_000_000), "properties": { "revenue": 20.0 } });
+    assert_eq!(s.post("/v1/track", &again).await.status, StatusCode::OK);
+    assert_eq!(of("bob").await["segments"], json!(["Big spenders"]));
+}

@@ -18,20 +18,13 @@
     reason = "a benchmark binary: prints its results and stops loudly on a broken setup"
 )]
 
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use strata_rules::engine::Engine;
 use strata_rules::{Event, Facts, Schema, ValueType, compile, evaluate};
 
-const EVENTS: [&str; 6] = [
-    "Product Viewed",
-    "Added to Cart",
-    "Order Completed",
-    "Email Opened",
-    "Page Viewed",
-    "Signed Up",
-];
+#[path = "shared/fifty.rs"]
+mod fifty;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -51,32 +44,12 @@ fn arg(name: &str, default: usize) -> usize {
         .map_or(default, |v| v.parse().expect("a number"))
 }
 
-/// 50 segments: ten templates over five windows.
+/// The 50 benchmark segments, checked.
 fn segments(schema: &Schema) -> Vec<(String, strata_rules::Rule)> {
-    let windows = ["1h", "6h", "1d", "7d", "30d"];
-    let mut out = Vec::new();
-    for (w, window) in windows.iter().enumerate() {
-        let texts = [
-            format!("\"Product Viewed\" at least 3 times within {window}"),
-            format!("no \"Order Completed\" within {window}"),
-            format!("\"Added to Cart\" then no \"Order Completed\" within {window}"),
-            format!("\"Signed Up\" then \"Order Completed\" within {window}"),
-            format!("sum of revenue in \"Order Completed\" >= 100 within {window}"),
-            format!(
-                "\"Email Opened\" with campaign = \"winter\" within {window} and trait plan = \"pro\""
-            ),
-            format!(
-                "(\"Page Viewed\" at least 5 times within {window}) or (\"Product Viewed\" exactly 2 times within {window})"
-            ),
-            format!("not (\"Page Viewed\" within {window}) and \"Email Opened\" within {window}"),
-            format!("\"Product Viewed\" with price > 50 at least 2 times within {window}"),
-            format!("in segment \"s{w}-0\" and no \"Added to Cart\" within {window}"),
-        ];
-        for (k, t) in texts.iter().enumerate() {
-            out.push((format!("s{w}-{k}"), compile(t, schema).unwrap()));
-        }
-    }
-    out
+    fifty::rule_texts()
+        .into_iter()
+        .map(|(name, text)| (name, compile(&text, schema).unwrap()))
+        .collect()
 }
 
 fn event(rng: &mut u64, time: i64) -> Event {
@@ -84,15 +57,8 @@ fn event(rng: &mut u64, time: i64) -> Event {
         .wrapping_mul(6_364_136_223_846_793_005)
         .wrapping_add(1_442_695_040_888_963_407);
     let r = *rng >> 33;
-    let name = EVENTS[(r % 6) as usize];
-    let properties = match name {
-        "Order Completed" => json!({ "revenue": (r % 200) as f64 }),
-        "Product Viewed" => json!({ "price": (r % 100) as f64 }),
-        "Email Opened" => {
-            json!({ "campaign": if r.is_multiple_of(2) { "winter" } else { "spring" } })
-        }
-        _ => json!({}),
-    };
+    let name = fifty::EVENTS[(r % 6) as usize];
+    let properties = fifty::properties(name, r);
     Event {
         time,
         name: name.into(),

@@ -12,6 +12,13 @@
 //! Reports events/s and request latency percentiles for each phase, and the store's events
 //! per commit (group commit). Run: `cargo run --release -p strata-server --example
 //! serve_load -- --batches 6000`.
+//!
+//! With `--segments` (issue 7), the 50 segments of `live_bench` are defined and activated
+//! first, and the ingest phase is split: `--warm-batches` batches give every user a profile
+//! (the first `--users` messages go to each user in turn), then `--batches` more are the
+//! measured, sustained load. The server's own histogram of the time from durable acceptance
+//! to membership updated (`strata_segment_update_seconds`, one observation per request) is
+//! read before and after the measured part; the server's resident memory is read from /proc.
 
 #![allow(
     clippy::print_stdout,
@@ -33,12 +40,17 @@ use std::time::{Duration, Instant};
 use strata_server::{AppState, Settings};
 use strata_store::{ApiKey, KeyKind, Store};
 
+#[path = "../../rules/examples/shared/fifty.rs"]
+mod fifty;
+
 const WRITE_KEY: &str = "sk_bench_write_key_0001";
 const ADMIN_KEY: &str = "ak_bench_admin_key_0001";
 const BATCH: usize = 100;
 
 struct Args {
     batches: usize,
+    warm_batches: usize,
+    segments: bool,
     connections: usize,
     users: usize,
     read_seconds: f64,
@@ -50,6 +62,8 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         batches: 3_000,
+        warm_batches: 0,
+        segments: false,
         connections: 32,
         users: 100_000,
         read_seconds: 10.0,
@@ -60,8 +74,14 @@ fn args() -> Args {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < raw.len() {
+        if raw[i] == "--segments" {
+            a.segments = true;
+            i += 1;
+            continue;
+        }
         let value = raw.get(i + 1).cloned().unwrap_or_default();
         match raw[i].as_str() {
+            "--warm-batches" => a.warm_batches = value.parse().expect("--warm-batches N"),
             "--batches" => a.batches = value.parse().expect("--batches N"),
             "--connections" => a.connections = value.parse().expect("--connections N"),
             "--users" => a.users = value.parse().expect("--users N"),
@@ -104,21 +124,17 @@ fn serve(dir: &str, threads: usize) {
         });
 }
 
-/// Pre-built request bodies: `batches` batches of 100 messages with unique ids.
-fn bodies(batches: usize, users: usize) -> Vec<Bytes> {
-    let events = [
-        "Product Viewed",
-        "Product Added",
-        "Checkout Started",
-        "Order Completed",
-    ];
-    (0..batches)
+/// Pre-built request bodies: batches `from..to` of 100 messages with unique ids.
+fn bodies(from: usize, to: usize, users: usize) -> Vec<Bytes> {
+    let events = fifty::EVENTS;
+    (from..to)
         .map(|b| {
             let batch: Vec<serde_json::Value> = (0..BATCH)
                 .map(|i| {
                     let n = b * BATCH + i;
-                    // A multiplicative hash spreads consecutive messages over the users.
-                    let user = (n.wrapping_mul(2_654_435_761) >> 3) % users;
+                    // Each user in turn first, so that every user has a profile; then a
+                    // multiplicative hash spreads consecutive messages over the users.
+                    let user = if n < users { n } else { (n.wrapping_mul(2_654_435_761) >> 3) % users };
                     if n.is_multiple_of(10) {
                         json!({
                             "type": "identify", "messageId": format!("bench-{n}"),
@@ -131,7 +147,7 @@ fn bodies(batches: usize, users: usize) -> Vec<Bytes> {
                         json!({
                             "type": "track", "messageId": format!("bench-{n}"),
                             "userId": format!("user-{user}"), "event": events[n % events.len()],
-                            "properties": { "product_id": format!("sku-{}", n % 5_000), "price": (n % 200) as f64 + 0.99, "category": "shoes" },
+                            "properties": properties(events[n % events.len()], n),
                             "timestamp": "2026-11-24T10:00:00.000Z",
                             "context": { "library": { "name": "analytics-python", "version": "2.4.0" }, "ip": "10.1.2.3" },
                         })
@@ -141,6 +157,26 @@ fn bodies(batches: usize, users: usize) -> Vec<Bytes> {
             Bytes::from(serde_json::to_vec(&json!({ "batch": batch, "sentAt": "2026-11-24T10:00:01.000Z" })).unwrap())
         })
         .collect()
+}
+
+/// An event's properties: what the 50 segments test, plus a product and a category.
+fn properties(event: &str, n: usize) -> serde_json::Value {
+    let mut p = fifty::properties(event, (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40);
+    if let Some(m) = p.as_object_mut() {
+        m.insert("product_id".into(), json!(format!("sku-{}", n % 5_000)));
+        m.insert("category".into(), json!("shoes"));
+    }
+    p
+}
+
+/// Resident memory of a process, from /proc (bytes; 0 where unreadable).
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -277,6 +313,96 @@ async fn reads(addr: &str, connections: usize, users: usize, seconds: f64) -> Ph
     Phase::of(workers, start).await
 }
 
+async fn admin(
+    addr: &str,
+    method: Method,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let mut s = connect(addr).await;
+    let body = if body.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
+    let (status, reply) = send(
+        &mut s,
+        addr,
+        method,
+        path,
+        &format!("Bearer {ADMIN_KEY}"),
+        body,
+    )
+    .await;
+    assert!(
+        status < 300,
+        "{path}: {status} {}",
+        String::from_utf8_lossy(&reply)
+    );
+    serde_json::from_slice(&reply).unwrap_or(serde_json::Value::Null)
+}
+
+/// Defines and activates the 50 benchmark segments (a first profile gives the schema its
+/// `plan` trait).
+async fn define_segments(addr: &str) {
+    let mut s = connect(addr).await;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
+    );
+    let first = json!({ "type": "identify", "userId": "schema-seed", "traits": { "plan": "pro" } });
+    let (status, _) = send(
+        &mut s,
+        addr,
+        Method::POST,
+        "/v1/identify",
+        &auth,
+        Bytes::from(first.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for (name, rule) in fifty::rule_texts() {
+        admin(
+            addr,
+            Method::POST,
+            "/api/segments",
+            json!({ "name": name, "rule": rule }),
+        )
+        .await;
+        admin(
+            addr,
+            Method::POST,
+            &format!("/api/segments/{name}/activate"),
+            serde_json::Value::Null,
+        )
+        .await;
+    }
+}
+
+/// `(count, sum s, [(bound s, cumulative count)])` of the server's acceptance → membership
+/// histogram.
+fn segment_histogram(stats: &serde_json::Value) -> (u64, f64, Vec<(f64, u64)>) {
+    let h = &stats["segment_updates"];
+    let buckets = h["within_seconds"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    (
+                        p[0].as_f64().unwrap_or(f64::NAN),
+                        p[1].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        h["count"].as_u64().unwrap_or(0),
+        h["sum_seconds"].as_f64().unwrap_or(0.0),
+        buckets,
+    )
+}
+
 fn main() {
     let a = args();
     if let Some(dir) = &a.serve {
@@ -284,7 +410,7 @@ fn main() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let mut child = None;
+    let mut child: Option<std::process::Child> = None;
     let addr = match &a.target {
         Some(t) => t.clone(),
         None => {
@@ -305,10 +431,13 @@ fn main() {
         }
     };
     println!(
-        "building {} batches of {BATCH} events over {} users…",
-        a.batches, a.users
+        "building {} + {} batches of {BATCH} events over {} users…",
+        a.warm_batches, a.batches, a.users
     );
-    let bodies = Arc::new(bodies(a.batches, a.users));
+    let warm = Arc::new(bodies(0, a.warm_batches, a.users));
+    let bodies = Arc::new(bodies(a.warm_batches, a.warm_batches + a.batches, a.users));
+    let pid = child.as_ref().map(std::process::Child::id);
+    let rss = || pid.map_or(0, rss_of);
     let mean_kb =
         bodies.iter().map(Bytes::len).sum::<usize>() as f64 / bodies.len() as f64 / 1024.0;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -317,6 +446,26 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
+        let stats_path = "/api/stats";
+        let rss_start = rss();
+        if a.segments {
+            define_segments(&addr).await;
+            println!("50 segments defined and active");
+        }
+        if !warm.is_empty() {
+            let w = ingest(&addr, a.connections, Arc::clone(&warm)).await;
+            let stats = admin(&addr, Method::GET, stats_path, serde_json::Value::Null).await;
+            let profiles = stats["profiles"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "warm-up: {} events in {:.1} s ({:.0} events/s); {profiles} profiles; server resident {:.2} GB, {:.0} bytes per profile over the empty server",
+                w.requests * BATCH,
+                w.seconds,
+                (w.requests * BATCH) as f64 / w.seconds,
+                rss() as f64 / 1e9,
+                rss().saturating_sub(rss_start) as f64 / profiles,
+            );
+        }
+        let before = segment_histogram(&admin(&addr, Method::GET, stats_path, serde_json::Value::Null).await);
         let w = ingest(&addr, a.connections, bodies).await;
         let events = w.requests * BATCH;
         println!(
@@ -342,6 +491,21 @@ fn main() {
             stats["writer_apply_seconds"].as_f64().unwrap_or(f64::NAN),
             stats["writer_commit_seconds"].as_f64().unwrap_or(f64::NAN),
         );
+        if a.segments {
+            let (count, sum, after) = segment_histogram(&stats);
+            let n = count - before.0;
+            print!("acceptance → membership updated, {n} requests of {BATCH} events:");
+            for (i, (bound, c)) in after.iter().enumerate() {
+                let c = c - before.2.get(i).map_or(0, |b| b.1);
+                if (0.0005..=0.05).contains(bound) {
+                    print!(" ≤{:.1} ms {:.2}%", bound * 1e3, 100.0 * c as f64 / n.max(1) as f64);
+                }
+            }
+            println!("; mean {:.2} ms", (sum - before.1) * 1e3 / n.max(1) as f64);
+            let list = admin(&addr, Method::GET, "/api/segments", serde_json::Value::Null).await;
+            println!("segments: {}", list.to_string().chars().take(600).collect::<String>());
+            println!("server resident {:.2} GB", rss() as f64 / 1e9);
+        }
         let r = reads(&addr, a.connections, a.users, a.read_seconds).await;
         println!(
             "profile reads: {} in {:.2} s over {} connections: {:.0} reads/s; p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",

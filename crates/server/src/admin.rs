@@ -354,6 +354,12 @@ pub async fn stats(
     let (events, profiles) =
         blocking(move || Ok((store.event_count()?, store.profile_count()?))).await?;
     let s = state.store.stats();
+    let segment_update = state
+        .metrics
+        .segment_update
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
     Ok(Json(json!({
         "events": events,
         "profiles": profiles,
@@ -364,6 +370,15 @@ pub async fn stats(
         "limits_hit": s.limited,
         "writer_apply_seconds": s.apply_seconds,
         "writer_commit_seconds": s.commit_seconds,
+        "segment_updates": {
+            "count": segment_update.count,
+            "sum_seconds": segment_update.sum,
+            "within_seconds": crate::metrics::BUCKETS
+                .iter()
+                .zip(segment_update.counts)
+                .map(|(b, n)| json!([b, n]))
+                .collect::<Vec<_>>(),
+        },
     }))
     .into_response())
 }

@@ -243,6 +243,7 @@ pub async fn ingest(
     };
     let mut live_events: Vec<(String, strata_rules::Event)> = Vec::new();
     let mut identified: Vec<String> = Vec::new();
+    let mut accepted = None;
     if !valid.is_empty() {
         let _permit = state
             .in_flight
@@ -255,8 +256,9 @@ pub async fn ingest(
                 let _ = tx.send(r);
             }),
         );
-        let outcomes = rx
-            .await
+        let result = rx.await;
+        accepted = Some(std::time::Instant::now());
+        let outcomes = result
             .map_err(|_| ApiError::unavailable("store_unavailable", "the store's writer stopped"))?
             .map_err(|e| ApiError::store(&e))?;
         for (i, (index, o)) in positions.into_iter().zip(outcomes).enumerate() {
@@ -291,6 +293,9 @@ pub async fn ingest(
         let now = state.now();
         let _ = tokio::task::spawn_blocking(move || {
             let changes = st.live.on_stored(&st.store, &live_events, &identified, now);
+            if let (Some(at), Ok(mut h)) = (accepted, st.metrics.segment_update.lock()) {
+                h.observe(at.elapsed().as_secs_f64());
+            }
             crate::webhooks::enqueue(&st, &changes, now);
         })
         .await;

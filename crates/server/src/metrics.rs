@@ -13,21 +13,54 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+pub(crate) const BUCKETS: [f64; 14] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+/// Cumulative counts per bucket of [`BUCKETS`], as Prometheus keeps them.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Histogram {
+    pub(crate) counts: [u64; BUCKETS.len()],
+    pub(crate) sum: f64,
+    pub(crate) count: u64,
+}
+
+impl Histogram {
+    pub(crate) fn observe(&mut self, seconds: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, n) in BUCKETS.iter().zip(self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {n}");
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}\n{name}_sum{braces} {}\n{name}_count{braces} {}",
+            self.count, self.sum, self.count
+        );
+    }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Acceptance (the store's durable answer) to live segment membership updated, per
+    /// ingestion request that moved live segments.
+    pub(crate) segment_update: Mutex<Histogram>,
     pub(crate) rejections: Rejections,
 }
 
@@ -50,14 +83,7 @@ pub(crate) async fn track(
         *r.entry((route.clone(), status)).or_default() += 1;
     }
     if let Ok(mut l) = state.metrics.latency.lock() {
-        let h = l.entry(route).or_default();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += seconds;
-        h.count += 1;
+        l.entry(route).or_default().observe(seconds);
     }
     response
 }
@@ -90,19 +116,19 @@ pub(crate) async fn exposition(State(state): State<Arc<AppState>>) -> Response {
     );
     if let Ok(l) = state.metrics.latency.lock() {
         for (route, h) in l.iter() {
-            let route = label(route);
-            for (b, n) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "strata_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "strata_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}\nstrata_http_request_duration_seconds_sum{{route=\"{route}\"}} {}\nstrata_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count, h.sum, h.count
+            h.write(
+                &mut out,
+                "strata_http_request_duration_seconds",
+                &format!("route=\"{}\"", label(route)),
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP strata_segment_update_seconds From the store's durable acceptance of an ingestion request to live segment membership updated.\n# TYPE strata_segment_update_seconds histogram"
+    );
+    if let Ok(h) = state.metrics.segment_update.lock() {
+        h.write(&mut out, "strata_segment_update_seconds", "");
     }
     let s = state.store.stats();
     for (name, help, value) in [

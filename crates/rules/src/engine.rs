@@ -5,10 +5,15 @@
 //!
 //! Time is injected: [`Engine::observe`] and [`Engine::tick`] take `now`, which must not go
 //! backwards. A driver calls `tick` when [`Engine::next_timer`] comes due.
+//!
+//! With scoring plans ([`Engine::with_scores`]) the engine keeps every profile's scores
+//! itself, from the events it observes, and times the instant a decaying score crosses a
+//! threshold a rule tests, so `score lead >= 50` leaves on time too.
 
 use crate::eval::{Event, Facts, Live};
-use crate::lang::{Expr, Pos, RuleError, error};
+use crate::lang::{Cmp, Expr, Pos, RuleError, error};
 use crate::plan::{Rule, check_cycles};
+use crate::score;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -38,6 +43,8 @@ struct ProfileState {
     member: Vec<bool>,
     facts: ProfileFacts,
     timer: Option<i64>,
+    /// One per scoring plan.
+    scores: Vec<score::State>,
 }
 
 /// Every active segment and every profile's state.
@@ -49,6 +56,20 @@ pub struct Engine {
     order: Vec<usize>,
     profiles: HashMap<String, ProfileState>,
     timers: BTreeSet<(i64, String)>,
+    plans: Vec<score::Plan>,
+    /// Per plan: the comparisons rules make of its score.
+    thresholds: Vec<Vec<(Cmp, f64)>>,
+}
+
+fn score_tests(expr: &Expr, out: &mut Vec<(String, Cmp, f64)>) {
+    match expr {
+        Expr::And(ps) | Expr::Or(ps) => ps.iter().for_each(|p| score_tests(p, out)),
+        Expr::Not(inner) => score_tests(inner, out),
+        Expr::Score {
+            name, cmp, value, ..
+        } => out.push((name.clone(), *cmp, *value)),
+        _ => {}
+    }
 }
 
 fn uses(expr: &Expr, out: &mut Vec<String>) {
@@ -113,12 +134,35 @@ impl Engine {
             order,
             profiles: HashMap::new(),
             timers: BTreeSet::new(),
+            plans: Vec::new(),
+            thresholds: Vec::new(),
         })
+    }
+
+    /// Keeps these scoring plans' scores per profile (before any profile is seen): they
+    /// replace the `scores` of [`ProfileFacts`].
+    pub fn with_scores(mut self, plans: Vec<score::Plan>) -> Self {
+        let mut tests = Vec::new();
+        for rule in &self.rules {
+            score_tests(rule, &mut tests);
+        }
+        self.thresholds = plans
+            .iter()
+            .map(|p| {
+                tests
+                    .iter()
+                    .filter(|(name, _, _)| *name == p.name)
+                    .map(|(_, c, v)| (*c, *v))
+                    .collect()
+            })
+            .collect();
+        self.plans = plans;
+        self
     }
 
     fn state(&mut self, profile: &str) -> &mut ProfileState {
         let n = self.rules.len();
-        let rules = &self.rules;
+        let (rules, plans) = (&self.rules, &self.plans);
         self.profiles
             .entry(profile.to_string())
             .or_insert_with(|| ProfileState {
@@ -126,7 +170,15 @@ impl Engine {
                 member: vec![false; n],
                 facts: ProfileFacts::default(),
                 timer: None,
+                scores: plans.iter().map(score::State::new).collect(),
             })
+    }
+
+    /// A profile's score under a plan at `now`, if the engine keeps it.
+    pub fn score(&mut self, profile: &str, plan: &str, now: i64) -> Option<f64> {
+        let i = self.plans.iter().position(|p| p.name == plan)?;
+        let state = self.profiles.get_mut(profile)?;
+        Some(state.scores[i].value(&self.plans[i], now))
     }
 
     /// Re-evaluates one profile at `now`; returns its changes and re-arms its timer.
@@ -135,6 +187,16 @@ impl Engine {
             return Vec::new();
         };
         let mut changes = Vec::new();
+        let mut next: Option<i64> = None;
+        for (i, plan) in self.plans.iter().enumerate() {
+            let value = state.scores[i].value(plan, now);
+            state.facts.scores.insert(plan.name.clone(), value);
+            if !self.thresholds[i].is_empty()
+                && let Some(t) = state.scores[i].next_crossing(plan, &self.thresholds[i], now)
+            {
+                next = Some(next.map_or(t, |n: i64| n.min(t)));
+            }
+        }
         let mut inside: BTreeSet<String> = self
             .names
             .iter()
@@ -143,7 +205,6 @@ impl Engine {
             .map(|(n, _)| n.clone())
             .chain(state.facts.segments.iter().cloned())
             .collect();
-        let mut next: Option<i64> = None;
         for &i in &self.order {
             let facts = Facts {
                 traits: &state.facts.traits,
@@ -189,11 +250,15 @@ impl Engine {
             for (live, rule) in state.lives.iter_mut().zip(&self.rules) {
                 live.observe(rule, event, now);
             }
+            for (s, plan) in state.scores.iter_mut().zip(&self.plans) {
+                s.observe(plan, event, now);
+            }
         }
         self.evaluate(profile, now)
     }
 
-    /// A profile's traits, computed traits or scores changed.
+    /// A profile's traits, computed traits, scores (of plans the engine does not keep) or
+    /// external memberships changed.
     pub fn set_facts(&mut self, profile: &str, facts: ProfileFacts, now: i64) -> Vec<Change> {
         self.state(profile).facts = facts;
         self.evaluate(profile, now)

@@ -715,8 +715,18 @@ impl Parser {
     }
 }
 
-/// Parses a rule's text.
-pub fn parse(text: &str) -> Result<Expr, RuleError> {
+/// Parses an event selector alone, as a scoring signal names its events:
+/// `"Page Viewed" with path = "/pricing"`.
+pub fn parse_event(text: &str) -> Result<EventSel, RuleError> {
+    let mut p = parser(text)?;
+    let e = p.event_sel()?;
+    if p.at < p.toks.len() {
+        return Err(p.expected("`,` or the end of the event", None));
+    }
+    Ok(e)
+}
+
+fn parser(text: &str) -> Result<Parser, RuleError> {
     let toks = lex(text)?;
     let end = {
         let lines: Vec<&str> = text.split('\n').collect();
@@ -732,7 +742,12 @@ pub fn parse(text: &str) -> Result<Expr, RuleError> {
             Some("e.g. `trait plan = \"pro\"`".into()),
         ));
     }
-    let mut p = Parser { toks, at: 0, end };
+    Ok(Parser { toks, at: 0, end })
+}
+
+/// Parses a rule's text.
+pub fn parse(text: &str) -> Result<Expr, RuleError> {
+    let mut p = parser(text)?;
     let e = p.or()?;
     if p.at < p.toks.len() {
         return Err(p.expected("`and`, `or` or the end of the rule", None));

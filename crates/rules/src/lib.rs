@@ -11,6 +11,6 @@ pub mod score;
 mod why;
 
 pub use eval::{Event, Facts, Live, evaluate};
-pub use lang::{Cmp, EventSel, Expr, Pos, RuleError, TraitTest, parse};
+pub use lang::{Cmp, EventSel, Expr, Pos, RuleError, TraitTest, parse, parse_event};
 pub use plan::{Rule, Schema, ValueType, check_cycles, compile};
 pub use why::{Why, describe, explain};

@@ -11,7 +11,7 @@
 //! arrival. Events stamped after `now` wait until their time.
 
 use crate::eval::Event;
-use crate::lang::EventSel;
+use crate::lang::{Cmp, EventSel};
 
 /// One kind of event and what it is worth.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,28 +143,26 @@ pub fn score(plan: &Plan, events: &[Event], now: i64) -> Explanation {
     combine(plan, &raws)
 }
 
-/// Incremental: fed events as they arrive.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scorer {
-    plan: Plan,
+/// A profile's incremental score under one plan, without the plan (an engine keeps one
+/// per profile and plan, and the plan once).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
     /// Per signal: total as of `at`, events counted.
     totals: Vec<(f64, i64, u64)>,
     /// Events stamped after the clock at arrival: (time, signal index).
     pending: Vec<(i64, usize)>,
 }
 
-impl Scorer {
-    pub fn new(plan: Plan) -> Self {
-        let n = plan.signals.len();
+impl State {
+    pub fn new(plan: &Plan) -> Self {
         Self {
-            plan,
-            totals: vec![(0.0, 0, 0); n],
+            totals: vec![(0.0, 0, 0); plan.signals.len()],
             pending: Vec::new(),
         }
     }
 
-    fn add(&mut self, i: usize, time: i64) {
-        let s = &self.plan.signals[i];
+    fn add(&mut self, plan: &Plan, i: usize, time: i64) {
+        let s = &plan.signals[i];
         let (total, at, n) = self.totals[i];
         // Move the reference time forward to the later of the two, so numbers stay small.
         let at_new = at.max(time);
@@ -176,20 +174,23 @@ impl Scorer {
     }
 
     /// Takes an event that arrived at `now`.
-    pub fn observe(&mut self, e: &Event, now: i64) {
-        for i in 0..self.plan.signals.len() {
-            if self.plan.signals[i].event.matches(e) {
+    pub fn observe(&mut self, plan: &Plan, e: &Event, now: i64) {
+        for (i, signal) in plan.signals.iter().enumerate() {
+            if signal.event.matches(e) {
                 if e.time > now {
                     self.pending.push((e.time, i));
                 } else {
-                    self.add(i, e.time);
+                    self.add(plan, i, e.time);
                 }
             }
         }
     }
 
-    /// The score and why, at `now`.
-    pub fn explain(&mut self, now: i64) -> Explanation {
+    /// Counts the pending events whose time has come.
+    fn settle(&mut self, plan: &Plan, now: i64) {
+        if self.pending.iter().all(|(t, _)| *t > now) {
+            return;
+        }
         let due: Vec<(i64, usize)> = self
             .pending
             .iter()
@@ -198,15 +199,152 @@ impl Scorer {
             .collect();
         self.pending.retain(|(t, _)| *t > now);
         for (t, i) in due {
-            self.add(i, t);
+            self.add(plan, i, t);
         }
-        let raws: Vec<(f64, u64)> = self
-            .plan
+    }
+
+    /// The score and why, at `now`.
+    pub fn explain(&mut self, plan: &Plan, now: i64) -> Explanation {
+        self.settle(plan, now);
+        let raws: Vec<(f64, u64)> = plan
             .signals
             .iter()
             .zip(&self.totals)
             .map(|(s, &(total, at, n))| (total * decay(s.half_life, at, now), n))
             .collect();
-        combine(&self.plan, &raws)
+        combine(plan, &raws)
+    }
+
+    /// The score at `now`.
+    pub fn value(&mut self, plan: &Plan, now: i64) -> f64 {
+        self.settle(plan, now);
+        self.value_at(plan, now)
+    }
+
+    /// The score at `t ≥` the last settled instant, counting no pending event.
+    fn value_at(&self, plan: &Plan, t: i64) -> f64 {
+        let total: f64 = plan
+            .signals
+            .iter()
+            .zip(&self.totals)
+            .map(|(s, &(total, at, _))| {
+                let raw = total * decay(s.half_life, at, t);
+                s.cap.map_or(raw, |c| raw.clamp(-c, c))
+            })
+            .sum();
+        total.clamp(plan.min, plan.max)
+    }
+
+    /// The first instant after `now` at which one of `tests` (comparisons of the score with
+    /// a threshold, as rules make them) changes its answer without a new event: a decaying
+    /// score falling below a threshold, or a future-stamped event coming due. `None` when
+    /// no answer changes.
+    ///
+    /// Each signal's capped total moves monotonically towards zero as it decays. When they
+    /// all have one sign the score is monotone, and the crossing is found by bisection to
+    /// the microsecond. With signals of both signs it may turn once per pair; it is then
+    /// searched on a grid of an eighth of the shortest half-life (over 64 of the longest)
+    /// before bisection, so two crossings closer than that step can be seen as none.
+    /// `=` and `!=` tests hold at single instants and set no timer.
+    pub fn next_crossing(&self, plan: &Plan, tests: &[(Cmp, f64)], now: i64) -> Option<i64> {
+        let pending = self
+            .pending
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t > now)
+            .min();
+        let tests: Vec<(Cmp, f64)> = tests
+            .iter()
+            .copied()
+            .filter(|(c, _)| !matches!(c, Cmp::Eq | Cmp::Ne))
+            .collect();
+        let lives: Vec<i64> = plan
+            .signals
+            .iter()
+            .zip(&self.totals)
+            .filter(|(_, (total, _, _))| *total != 0.0)
+            .filter_map(|(s, _)| s.half_life)
+            .collect();
+        let (Some(&shortest), Some(&longest)) = (lives.iter().min(), lives.iter().max()) else {
+            return pending;
+        };
+        if tests.is_empty() {
+            return pending;
+        }
+        let answers = |t: i64| -> Vec<bool> {
+            let v = self.value_at(plan, t);
+            tests.iter().map(|(c, x)| c.holds(v, *x)).collect()
+        };
+        let start = answers(now);
+        let signs: Vec<bool> = plan
+            .signals
+            .iter()
+            .zip(&self.totals)
+            .filter(|(s, (total, _, _))| *total != 0.0 && s.half_life.is_some())
+            .map(|(_, (total, _, _))| *total > 0.0)
+            .collect();
+        let monotone = signs.iter().all(|&p| p) || signs.iter().all(|&p| !p);
+        let horizon = now.saturating_add(longest.saturating_mul(64));
+        let step = if monotone {
+            horizon - now
+        } else {
+            (shortest / 8).max(1)
+        };
+        // The first grid point whose answers differ from now's, then bisection.
+        let (mut lo, mut hi) = (now, None);
+        let mut t = now;
+        while t < horizon {
+            let next = t.saturating_add(step).min(horizon);
+            if answers(next) != start {
+                lo = t;
+                hi = Some(next);
+                break;
+            }
+            t = next;
+        }
+        let crossing = hi.map(|mut hi| {
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if answers(mid) == start {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            hi
+        });
+        match (crossing, pending) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Incremental: fed events as they arrive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scorer {
+    plan: Plan,
+    state: State,
+}
+
+impl Scorer {
+    pub fn new(plan: Plan) -> Self {
+        let state = State::new(&plan);
+        Self { plan, state }
+    }
+
+    /// Takes an event that arrived at `now`.
+    pub fn observe(&mut self, e: &Event, now: i64) {
+        self.state.observe(&self.plan, e, now);
+    }
+
+    /// The score and why, at `now`.
+    pub fn explain(&mut self, now: i64) -> Explanation {
+        self.state.explain(&self.plan, now)
+    }
+
+    /// See [`State::next_crossing`].
+    pub fn next_crossing(&self, tests: &[(Cmp, f64)], now: i64) -> Option<i64> {
+        self.state.next_crossing(&self.plan, tests, now)
     }
 }

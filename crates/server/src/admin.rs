@@ -146,11 +146,7 @@ pub async fn profile(
     .await?;
     match view {
         Some(v) => Ok(Json(v).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "profile_not_found",
-            "no profile has this id or identity",
-        )),
+        None => Err(ApiError::no_profile()),
     }
 }
 

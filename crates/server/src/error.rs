@@ -59,6 +59,15 @@ impl ApiError {
         }
     }
 
+    /// 404 for a profile key that names no profile.
+    pub fn no_profile() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "profile_not_found",
+            "no profile has this id or identity",
+        )
+    }
+
     /// A store failure is the server's problem and transient from the client's side, except
     /// a refusal of what the client asked.
     pub fn store(e: &StoreError) -> Self {

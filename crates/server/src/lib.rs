@@ -20,6 +20,7 @@ mod error;
 pub mod ingest;
 mod metrics;
 pub mod openapi;
+pub mod scores;
 pub mod segments;
 pub mod webhooks;
 
@@ -191,6 +192,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/keys/{key}", axum::routing::delete(admin::revoke_key))
         .route("/api/stats", get(admin::stats))
         .route("/api/segments", get(segments::list).post(segments::define))
+        .route("/api/scores", get(scores::list).post(scores::define))
+        .route("/api/scores/{name}", axum::routing::delete(scores::remove))
+        .route("/api/profiles/{key}/scores", get(scores::of_profile))
         .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
             "/api/webhooks/{id}",

@@ -257,7 +257,45 @@ pub fn spec() -> Value {
             "parameters": [path_param("id", "The webhook's id.")],
             "responses": { "204": { "description": "Removed." }, "401": error("No admin key."), "403": error("Not an admin key."), "404": error("No such webhook.") } } }),
     );
+    let mut scores = admin_get(
+        "Every scoring plan.",
+        &[],
+        json_ok("Plans.", json!({ "type": "object" })),
+    );
+    scores["post"] = json!({
+        "tags": ["segments"],
+        "summary": "Define a scoring plan, or replace one: weighted events with half-life decay and caps; rules test it with `score NAME >= X`.",
+        "security": [{ "adminKey": [] }],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": {
+            "type": "object", "required": ["name", "signals"], "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string" },
+                "min": { "type": "number", "description": "Default 0." },
+                "max": { "type": "number", "description": "Default 100." },
+                "signals": { "type": "array", "items": { "type": "object", "required": ["event", "points"], "additionalProperties": false, "properties": {
+                    "label": { "type": "string" },
+                    "event": { "type": "string", "description": "An event as rules write it: \"Page Viewed\" with path = \"/pricing\"." },
+                    "points": { "type": "number" },
+                    "half_life": { "type": "string", "description": "e.g. 7d" },
+                    "cap": { "type": "number" } } } } } } } } },
+        "responses": { "201": json_ok("The plan.", json!({ "type": "object" })), "400": error("A bad plan: the message names the signal and the field."), "401": error("No admin key."), "403": error("Not an admin key.") }
+    });
+    paths.insert("/api/scores".into(), scores);
+    paths.insert(
+        "/api/scores/{name}".into(),
+        json!({ "delete": { "tags": ["segments"], "summary": "Remove a scoring plan (refused while a segment's rule uses it).", "security": [{ "adminKey": [] }],
+            "parameters": [path_param("name", "The plan's name.")],
+            "responses": { "204": { "description": "Removed." }, "401": error("No admin key."), "403": error("Not an admin key."), "404": error("No such plan."), "409": error("A segment uses the plan.") } } }),
+    );
     let profile_key = path_param("key", "A profile id or identity.");
+    paths.insert(
+        "/api/profiles/{key}/scores".into(),
+        admin_get(
+            "Each scoring plan's score now and why (each signal's events, points, cap), over the profile's stored events.",
+            std::slice::from_ref(&profile_key),
+            json_ok("Scores.", json!({ "type": "object" })),
+        ),
+    );
     paths.insert(
         "/api/profiles/{key}/segments".into(),
         admin_get(

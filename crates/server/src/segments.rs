@@ -31,6 +31,8 @@ use strata_store::{Kind, Profile, Reader, SegmentRecord, SegmentVersion, StoreEr
 
 /// Changes kept per profile for its history.
 const HISTORY: usize = 100;
+/// Points of each segment's size over time kept (the older half is dropped at the limit).
+const SIZE_POINTS: usize = 100_000;
 /// A clustered profile without events is re-assigned this often (µs): its recency and tenure
 /// grow by a day.
 const REASSIGN_EVERY: i64 = 86_400_000_000;
@@ -44,7 +46,7 @@ pub struct ChangeView {
     pub at: String,
 }
 
-fn iso(t: i64) -> String {
+pub(crate) fn iso(t: i64) -> String {
     chrono::DateTime::from_timestamp_micros(t).map_or_else(
         || t.to_string(),
         |d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -63,11 +65,19 @@ fn view(c: &Change) -> ChangeView {
 struct Inner {
     engine: Option<Engine>,
     active: Vec<String>,
-    history: HashMap<String, VecDeque<ChangeView>>,
+    /// Each profile's latest changes: (segment number in `names`, entered, µs), 16 bytes
+    /// each, so that a million profiles' histories stay small.
+    history: HashMap<String, VecDeque<(u32, bool, i64)>>,
+    /// Segment names by number, for `history`.
+    names: Vec<String>,
     sizes: BTreeMap<String, (u64, Vec<(i64, u64)>)>,
     /// The latest instant the engine has seen; time never goes back for it.
     now: i64,
     model: Option<Arc<LiveModel>>,
+    /// Whether a track event can change what the live segments read of a profile's facts
+    /// (an active rule tests a computed trait, or a model reads them); otherwise only an
+    /// identify refreshes the facts.
+    events_move_facts: bool,
     /// Each clustered profile's cluster, and when it is re-assigned next.
     clusters: HashMap<String, (String, i64)>,
     reassign: BTreeSet<(i64, String)>,
@@ -187,8 +197,10 @@ impl Live {
                 engine: None,
                 active: Vec::new(),
                 history: HashMap::new(),
+                names: Vec::new(),
                 sizes: BTreeMap::new(),
                 now: i64::MIN,
+                events_move_facts: model.is_some(),
                 model,
                 clusters: HashMap::new(),
                 reassign: BTreeSet::new(),
@@ -261,7 +273,10 @@ fn schema(
             .map(|s| s.name.clone())
             .chain(clusters.iter().cloned())
             .collect(),
-        scores: BTreeSet::new(),
+        scores: crate::scores::plans(reader)?
+            .into_iter()
+            .map(|p| p.name)
+            .collect(),
     })
 }
 
@@ -286,6 +301,49 @@ fn facts_of(reader: &Reader, p: &Profile, now: i64) -> Result<ProfileFacts, Stor
     })
 }
 
+/// Whether a rule tests a computed trait.
+fn tests_computed(expr: &strata_rules::Expr) -> bool {
+    use strata_rules::Expr;
+    match expr {
+        Expr::And(ps) | Expr::Or(ps) => ps.iter().any(tests_computed),
+        Expr::Not(inner) => tests_computed(inner),
+        Expr::Computed { .. } => true,
+        _ => false,
+    }
+}
+
+/// Scores of a history at `now`, by plan name (batch).
+fn scores_of(
+    plans: &[strata_rules::score::Plan],
+    events: &[Event],
+    now: i64,
+) -> BTreeMap<String, f64> {
+    plans
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                strata_rules::score::score(p, events, now).score,
+            )
+        })
+        .collect()
+}
+
+/// One profile's track events, its merged-away profiles' included (a scan of the log).
+pub(crate) fn history_of(reader: &Reader, profile: &str) -> Result<Vec<Event>, StoreError> {
+    let survivor = reader.survivors()?;
+    let mut out = Vec::new();
+    reader.for_each_event(|e| {
+        if survivor.get(&e.profile).unwrap_or(&e.profile) == profile
+            && let Some(ev) = as_event(&e)
+        {
+            out.push(ev);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Every profile's track events, by the profile it belongs to now (after merges).
 fn histories(reader: &Reader) -> Result<BTreeMap<String, Vec<Event>>, StoreError> {
     let survivor = reader.survivors()?;
@@ -306,18 +364,48 @@ impl Live {
         let mut out = Vec::with_capacity(changes.len());
         for c in changes {
             let v = view(&c);
-            let h = inner.history.entry(c.profile.clone()).or_default();
-            h.push_back(v.clone());
-            if h.len() > HISTORY {
-                h.pop_front();
+            let number = match inner.names.iter().position(|n| *n == c.segment) {
+                Some(i) => i,
+                None => {
+                    inner.names.push(c.segment.clone());
+                    inner.names.len() - 1
+                }
+            };
+            let change = (number as u32, c.entered, c.at);
+            match inner.history.get_mut(&c.profile) {
+                Some(h) => {
+                    if h.len() >= HISTORY {
+                        h.pop_front();
+                    }
+                    h.push_back(change);
+                }
+                None => {
+                    inner
+                        .history
+                        .insert(c.profile.clone(), VecDeque::from([change]));
+                }
             }
-            let (count, series) = inner.sizes.entry(c.segment.clone()).or_default();
+            if !inner.sizes.contains_key(&c.segment) {
+                inner.sizes.insert(c.segment.clone(), (0, Vec::new()));
+            }
+            let Some((count, series)) = inner.sizes.get_mut(&c.segment) else {
+                continue;
+            };
             *count = if c.entered {
                 *count + 1
             } else {
                 count.saturating_sub(1)
             };
-            series.push((c.at, *count));
+            // One point per second: the last size of each second with a change.
+            match series.last_mut() {
+                Some(last) if last.0.div_euclid(1_000_000) == c.at.div_euclid(1_000_000) => {
+                    *last = (c.at, *count);
+                }
+                _ => series.push((c.at, *count)),
+            }
+            if series.len() > SIZE_POINTS {
+                series.drain(..SIZE_POINTS / 2);
+            }
             let _ = self.changes.send(v.clone());
             out.push(v);
         }
@@ -356,6 +444,8 @@ impl Live {
         inner.clusters.clear();
         inner.reassign.clear();
         inner.active = active.iter().map(|(n, _)| n.clone()).collect();
+        inner.events_move_facts =
+            inner.model.is_some() || active.iter().any(|(_, r)| tests_computed(&r.expr));
         let live = !active.is_empty() || inner.model.is_some();
         self.active
             .store(live, std::sync::atomic::Ordering::Relaxed);
@@ -364,8 +454,10 @@ impl Live {
             return Ok(());
         }
         let replay = !active.is_empty();
+        let plans = crate::scores::plans(reader).map_err(store_err)?;
         let mut engine = Engine::new(active)
-            .map_err(|e| ApiError::bad_request("invalid_rule", e.to_string()))?;
+            .map_err(|e| ApiError::bad_request("invalid_rule", e.to_string()))?
+            .with_scores(plans);
         let mut clock = i64::MIN;
         let mut replayed = Vec::new();
         // Only rule segments need the history; clusters need only each profile's facts.
@@ -427,9 +519,10 @@ impl Live {
             }
         }
         changes.extend(inner.reassign_due(reader, now));
+        let moved = inner.events_move_facts;
         for profile in identified
             .iter()
-            .chain(stored.iter().map(|(p, _)| p))
+            .chain(stored.iter().filter(|_| moved).map(|(p, _)| p))
             .collect::<BTreeSet<_>>()
         {
             if let Ok(Some(p)) = reader.profile(profile)
@@ -699,7 +792,7 @@ pub async fn preview(
         };
         let (mut size, mut members, mut profiles) = (0u64, Vec::new(), 0u64);
         let empty = Vec::new();
-        let scores = BTreeMap::new();
+        let plans = crate::scores::plans(store).map_err(|e| ApiError::store(&e))?;
         store
             .for_each_profile(|p| {
                 profiles += 1;
@@ -711,18 +804,15 @@ pub async fn preview(
                     .lock()
                     .map(|i| i.segments_of(&p.id).into_iter().collect())
                     .unwrap_or_default();
+                let history = events.get(&p.id).unwrap_or(&empty);
+                let scores = scores_of(&plans, history, now);
                 let facts = Facts {
                     traits: &p.traits,
                     computed: &computed,
                     segments: &segments,
                     scores: &scores,
                 };
-                if strata_rules::evaluate(
-                    &rule.expr,
-                    &facts,
-                    events.get(&p.id).unwrap_or(&empty),
-                    now,
-                ) {
+                if strata_rules::evaluate(&rule.expr, &facts, history, now) {
                     size += 1;
                     if members.len() < sample {
                         members.push(p.id.clone());
@@ -863,13 +953,7 @@ pub async fn of_profile(
     let store = state.store.clone();
     let profile = crate::admin::blocking(move || store.profile(&key))
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "profile_not_found",
-                "no profile has this id or identity",
-            )
-        })?;
+        .ok_or_else(ApiError::no_profile)?;
     let inner = state
         .live
         .inner
@@ -877,10 +961,25 @@ pub async fn of_profile(
         .map_err(|_| ApiError::unavailable("internal", "poisoned"))?;
     let member_of = inner.segments_of(&profile.id);
     let cluster = inner.clusters.get(&profile.id).map(|(c, _)| c.clone());
-    let history: Vec<&ChangeView> = inner
+    let history: Vec<ChangeView> = inner
         .history
         .get(&profile.id)
-        .map(|h| h.iter().collect())
+        .map(|h| {
+            h.iter()
+                .map(|&(number, entered, at)| {
+                    view(&Change {
+                        segment: inner
+                            .names
+                            .get(number as usize)
+                            .cloned()
+                            .unwrap_or_default(),
+                        profile: profile.id.clone(),
+                        entered,
+                        at,
+                    })
+                })
+                .collect()
+        })
         .unwrap_or_default();
     Ok(
         Json(json!({ "profile": profile.id, "segments": member_of, "cluster": cluster, "history": history }))
@@ -903,7 +1002,7 @@ pub async fn why(
         let profile = store
             .profile(&key)
             .map_err(|e| ApiError::store(&e))?
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "profile_not_found", "no profile has this id or identity"))?;
+            .ok_or_else(ApiError::no_profile)?;
         let (record, rule, events) = match for_history(store, &st.live, &name)? {
             Ok(found) => found,
             Err(refused) => return Ok(refused),
@@ -915,9 +1014,11 @@ pub async fn why(
             .lock()
             .map(|i| i.segments_of(&profile.id).into_iter().collect())
             .unwrap_or_default();
-        let scores = BTreeMap::new();
+        let history = events.get(&profile.id).map_or(&[][..], Vec::as_slice);
+        let plans = crate::scores::plans(store).map_err(|e| ApiError::store(&e))?;
+        let scores = scores_of(&plans, history, now);
         let facts = Facts { traits: &profile.traits, computed: &computed, segments: &segments, scores: &scores };
-        let w = explain(&rule.expr, &facts, events.get(&profile.id).map_or(&[][..], Vec::as_slice), now);
+        let w = explain(&rule.expr, &facts, history, now);
         fn to_json(w: &strata_rules::Why) -> Value {
             json!({ "holds": w.holds, "condition": w.condition, "found": w.found, "parts": w.parts.iter().map(to_json).collect::<Vec<_>>() })
         }

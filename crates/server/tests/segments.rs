@@ -523,3 +523,99 @@ async fn a_saved_model_assigns_clusters_live_and_rules_use_them() {
     assert_eq!(s.post("/v1/track", &again).await.status, StatusCode::OK);
     assert_eq!(of("bob").await["segments"], json!(["Big spenders"]));
 }
+
+#[tokio::test]
+async fn a_scoring_plan_scores_profiles_and_a_decaying_score_leaves_its_segment_on_time() {
+    let (s, clock) = server();
+    // Bad plans are refused with the signal and field named.
+    for (plan, words) in [
+        (
+            json!({ "name": "lead", "signals": [{ "event": "Demo Requested", "points": 5 }] }),
+            "signals[0]: event",
+        ),
+        (
+            json!({ "name": "lead", "signals": [{ "event": "\"Demo\"", "points": 5, "half_life": "0d" }] }),
+            "signals[0]: half_life",
+        ),
+        (
+            json!({ "name": "lead", "signals": [{ "event": "\"Demo\"", "points": 0 }] }),
+            "non-zero",
+        ),
+        (
+            json!({ "name": "9 lives", "signals": [{ "event": "\"Demo\"", "points": 1 }] }),
+            "starting with a letter",
+        ),
+    ] {
+        let r = admin(&s, Method::POST, "/api/scores", Some(plan)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        let body = r.json();
+        assert_eq!(body["code"], "invalid_plan");
+        assert!(body["message"].as_str().unwrap().contains(words), "{body}");
+    }
+    let plan = json!({ "name": "lead", "signals": [
+        { "label": "requested a demo", "event": "\"Demo Requested\"", "points": 50, "half_life": "7d" },
+        { "label": "viewed pricing", "event": "\"Page Viewed\" with path = \"/pricing\"", "points": 10, "half_life": "1d", "cap": 20 },
+        { "label": "unsubscribed", "event": "\"Unsubscribed\"", "points": -30 }
+    ] });
+    let r = admin(&s, Method::POST, "/api/scores", Some(plan)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    // Rules see the plan; an unknown plan is refused.
+    let unknown = admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(json!({ "name": "Hot", "rule": "score leads >= 30" })),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    let r = admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(json!({ "name": "Hot", "rule": "score lead >= 30" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    admin(&s, Method::POST, "/api/segments/Hot/activate", None).await;
+    track(&s, "ann", "Demo Requested", NOW, "d1").await;
+    let pricing = json!({ "type": "track", "userId": "ann", "event": "Page Viewed", "messageId": "p1",
+        "timestamp": iso(NOW), "properties": { "path": "/pricing" } });
+    assert_eq!(s.post("/v1/track", &pricing).await.status, StatusCode::OK);
+    let scores = admin(&s, Method::GET, "/api/profiles/user:ann/scores", None)
+        .await
+        .json();
+    assert_eq!(scores["scores"][0]["score"], 60.0);
+    assert_eq!(
+        scores["scores"][0]["signals"][0]["label"],
+        "requested a demo"
+    );
+    let ann = admin(&s, Method::GET, "/api/profiles/user:ann/segments", None)
+        .await
+        .json();
+    assert_eq!(ann["segments"], json!(["Hot"]));
+    // 50 halving weekly plus 10 halving daily fall under 30 a little after 7·log2(5/3)
+    // days; the timer fires at that instant.
+    let due = s.state.tick_segments(NOW).unwrap();
+    let lower = NOW + (7.0 * 24.0 * H as f64 * (50.0f64 / 30.0).log2()) as i64;
+    assert!(due > lower && due < lower + 24 * H, "{due} vs {lower}");
+    clock.store(due, Ordering::Relaxed);
+    s.state.tick_segments(due);
+    let ann = admin(&s, Method::GET, "/api/profiles/user:ann/segments", None)
+        .await
+        .json();
+    assert_eq!(ann["segments"], json!([]));
+    assert_eq!(ann["history"][1]["change"], "exit");
+    let at = chrono::DateTime::parse_from_rfc3339(ann["history"][1]["at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_micros();
+    assert_eq!(at, due);
+    let scores = admin(&s, Method::GET, "/api/profiles/user:ann/scores", None)
+        .await
+        .json();
+    let now_score = scores["scores"][0]["score"].as_f64().unwrap();
+    assert!(now_score < 30.0 && now_score > 29.99, "{now_score}");
+    // A plan in use is not removed.
+    let r = admin(&s, Method::DELETE, "/api/scores/lead", None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["code"], "plan_in_use");
+}

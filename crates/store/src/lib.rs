@@ -52,6 +52,8 @@ const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhooks");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// Rule segments by name.
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
+/// Scoring plans by name, as the JSON the admin API was given (the server checks them).
+const SCORING: TableDefinition<&str, &[u8]> = TableDefinition::new("scoring_plans");
 /// Computed-trait definitions by name (the built-in ones are not stored).
 const COMPUTED_DEFS: TableDefinition<&str, &[u8]> = TableDefinition::new("computed_defs");
 
@@ -378,6 +380,8 @@ impl Store {
                 .map_err(|e| open_err(e.to_string()))?;
             txn.open_table(SEGMENTS)
                 .map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(SCORING)
+                .map_err(|e| open_err(e.to_string()))?;
             txn.open_table(WEBHOOKS)
                 .map_err(|e| open_err(e.to_string()))?;
             txn.open_table(OUTBOX)
@@ -512,6 +516,30 @@ impl Store {
                 .map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
+    }
+
+    /// Stores a scoring plan (replacing the plan of that name).
+    pub fn put_scoring_plan(&self, name: &str, plan: &Value) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(SCORING).map_err(write_err)?;
+            let bytes = serde_json::to_vec(plan).map_err(write_err)?;
+            table.insert(name, bytes.as_slice()).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    /// Removes a scoring plan; false when there was none.
+    pub fn remove_scoring_plan(&self, name: &str) -> Result<bool, StoreError> {
+        let txn = self.inner.db.begin_write().map_err(write_err)?;
+        let existed = txn
+            .open_table(SCORING)
+            .map_err(write_err)?
+            .remove(name)
+            .map_err(write_err)?
+            .is_some();
+        txn.commit().map_err(write_err)?;
+        Ok(existed)
     }
 
     /// Adds or replaces a webhook.
@@ -864,6 +892,21 @@ impl Reader {
             if due_by.is_none_or(|now| !d.failed && d.next_attempt <= now) {
                 out.push((k.value(), d));
             }
+        }
+        Ok(out)
+    }
+
+    /// Every scoring plan (name, JSON), by name.
+    pub fn scoring_plans(&self) -> Result<Vec<(String, Value)>, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(SCORING).map_err(read_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(read_err)? {
+            let (k, v) = entry.map_err(read_err)?;
+            out.push((
+                k.value().to_string(),
+                serde_json::from_slice(v.value()).map_err(read_err)?,
+            ));
         }
         Ok(out)
     }

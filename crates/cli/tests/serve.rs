@@ -82,6 +82,10 @@ struct Served {
 
 impl Served {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&std::ffi::OsStr]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args([
                 "serve",
@@ -94,6 +98,7 @@ impl Served {
                 "--data",
             ])
             .arg(data)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -359,9 +364,14 @@ fn strata_run_segments_the_live_store_while_the_server_runs() {
     let data = dir.path().join("data");
     let served = Served::start(&data);
     // 120 customers in three kinds: frequent big spenders, occasional small buyers and
-    // one-off buyers long ago; each has an identify and Order Completed events.
+    // one-off buyers long ago; each has an identify and Order Completed events. Times are
+    // relative to today (the server's clock is the real one), `as_of` is today's midnight.
     let day = 86_400i64;
-    let end = 1_795_478_400i64; // 2026-11-24T00:00:00Z
+    let end = chrono::Utc::now().timestamp().div_euclid(day) * day;
+    let as_of = chrono::DateTime::from_timestamp(end, 0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
     let mut batch = Vec::new();
     for c in 0..120usize {
         let user = format!("shopper-{c}");
@@ -389,8 +399,8 @@ fn strata_run_segments_the_live_store_while_the_server_runs() {
     let config = dir.path().join("strata.toml");
     std::fs::write(
         &config,
-        "[run]\nas_of = \"2026-11-24\"\n\n[sources.orders]\npath = \"data\"\nformat = \"strata_store\"\n\n\
-         [sources.customers]\npath = \"data\"\n\n[segmentation]\nstability_runs = 0\n",
+        format!("[run]\nas_of = \"{as_of}\"\n\n[sources.orders]\npath = \"data\"\nformat = \"strata_store\"\n\n\
+         [sources.customers]\npath = \"data\"\n\n[segmentation]\nstability_runs = 0\n"),
     )
     .unwrap();
     succeeds(
@@ -408,6 +418,34 @@ fn strata_run_segments_the_live_store_while_the_server_runs() {
     // The server kept serving meanwhile.
     let stats = admin_json(&served.addr, "/api/stats");
     assert_eq!(stats["profiles"], 120);
+    let (clean, _) = served.terminate();
+    assert!(clean);
+    // The model that run saved assigns the live profiles: restarted with `--model`, the
+    // server puts every customer in the segment the batch run gave it (the features differ
+    // only by the hours since `as_of`).
+    let model_path = dir.path().join("out/model.json");
+    let model: Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    let names: Vec<&str> = model["segment_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let served = Served::start_with(&data, &["--model".as_ref(), model_path.as_os_str()]);
+    let mut sizes: HashMap<&str, u64> = HashMap::new();
+    for row in &rows {
+        let mut cells = row.split(',');
+        let (id, segment_id) = (cells.next().unwrap(), cells.next().unwrap());
+        let batch = names[segment_id.parse::<usize>().unwrap()];
+        let live = admin_json(&served.addr, &format!("/api/profiles/{id}/segments"));
+        assert_eq!(live["cluster"], batch, "{id}: {live}");
+        *sizes.entry(batch).or_default() += 1;
+    }
+    let listed = admin_json(&served.addr, "/api/segments");
+    for (name, n) in sizes {
+        assert_eq!(listed["model"]["members"][name], n, "{listed}");
+    }
     let (clean, _) = served.terminate();
     assert!(clean);
 }

@@ -19,6 +19,9 @@
 //! measured, sustained load. The server's own histogram of the time from durable acceptance
 //! to membership updated (`strata_segment_update_seconds`, one observation per request) is
 //! read before and after the measured part; the server's resident memory is read from /proc.
+//! `--rate N` paces the measured part at N events/s (each connection sends on a fixed
+//! schedule, and a batch's latency counts from its scheduled time, so a late server is not
+//! hidden by the client waiting); without it the connections send as fast as answered.
 
 #![allow(
     clippy::print_stdout,
@@ -51,6 +54,7 @@ struct Args {
     batches: usize,
     warm_batches: usize,
     segments: bool,
+    rate: Option<f64>,
     connections: usize,
     users: usize,
     read_seconds: f64,
@@ -64,6 +68,7 @@ fn args() -> Args {
         batches: 3_000,
         warm_batches: 0,
         segments: false,
+        rate: None,
         connections: 32,
         users: 100_000,
         read_seconds: 10.0,
@@ -82,6 +87,7 @@ fn args() -> Args {
         let value = raw.get(i + 1).cloned().unwrap_or_default();
         match raw[i].as_str() {
             "--warm-batches" => a.warm_batches = value.parse().expect("--warm-batches N"),
+            "--rate" => a.rate = Some(value.parse().expect("--rate EVENTS_PER_S")),
             "--batches" => a.batches = value.parse().expect("--batches N"),
             "--connections" => a.connections = value.parse().expect("--connections N"),
             "--users" => a.users = value.parse().expect("--users N"),
@@ -245,7 +251,14 @@ impl Phase {
     }
 }
 
-async fn ingest(addr: &str, connections: usize, bodies: Arc<Vec<Bytes>>) -> Phase {
+async fn ingest(
+    addr: &str,
+    connections: usize,
+    bodies: Arc<Vec<Bytes>>,
+    rate: Option<f64>,
+) -> Phase {
+    // Each connection's interval between batches at the given rate.
+    let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 * BATCH as f64 / r));
     let next = Arc::new(AtomicUsize::new(0));
     let auth = format!(
         "Basic {}",
@@ -253,7 +266,7 @@ async fn ingest(addr: &str, connections: usize, bodies: Arc<Vec<Bytes>>) -> Phas
     );
     let start = Instant::now();
     let workers: Vec<_> = (0..connections)
-        .map(|_| {
+        .map(|c| {
             let (addr, next, bodies, auth) = (
                 addr.to_string(),
                 Arc::clone(&next),
@@ -263,10 +276,21 @@ async fn ingest(addr: &str, connections: usize, bodies: Arc<Vec<Bytes>>) -> Phas
             tokio::spawn(async move {
                 let mut sender = connect(&addr).await;
                 let mut lat = Vec::new();
+                // Connections start spread over one interval.
+                let mut due = interval.map(|d| {
+                    tokio::time::Instant::from_std(start) + d * c as u32 / connections as u32
+                });
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else { break };
-                    let t = Instant::now();
+                    let t = match (due, interval) {
+                        (Some(at), Some(d)) => {
+                            tokio::time::sleep_until(at).await;
+                            due = Some(at + d);
+                            at.into_std()
+                        }
+                        _ => Instant::now(),
+                    };
                     let (status, reply) = send(
                         &mut sender,
                         &addr,
@@ -453,7 +477,7 @@ fn main() {
             println!("50 segments defined and active");
         }
         if !warm.is_empty() {
-            let w = ingest(&addr, a.connections, Arc::clone(&warm)).await;
+            let w = ingest(&addr, a.connections, Arc::clone(&warm), None).await;
             let stats = admin(&addr, Method::GET, stats_path, serde_json::Value::Null).await;
             let profiles = stats["profiles"].as_f64().unwrap_or(f64::NAN);
             println!(
@@ -466,7 +490,7 @@ fn main() {
             );
         }
         let before = segment_histogram(&admin(&addr, Method::GET, stats_path, serde_json::Value::Null).await);
-        let w = ingest(&addr, a.connections, bodies).await;
+        let w = ingest(&addr, a.connections, bodies, a.rate).await;
         let events = w.requests * BATCH;
         println!(
             "ingest: {events} events in {} batches ({mean_kb:.1} KB each) over {} connections: {:.2} s, {:.0} events/s; batch latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

@@ -257,6 +257,41 @@ impl Engine {
         self.evaluate(profile, now)
     }
 
+    /// `from` was merged into `into` at `now`: `from` leaves its segments and is forgotten,
+    /// and `into` takes in its event state (as if it had seen both profiles' events) and is
+    /// re-evaluated. Facts are the survivor's; the caller refreshes them.
+    pub fn merge(&mut self, into: &str, from: &str, now: i64) -> Vec<Change> {
+        let Some(gone) = self.profiles.remove(from) else {
+            return Vec::new();
+        };
+        if let Some(t) = gone.timer {
+            self.timers.remove(&(t, from.to_string()));
+        }
+        let mut changes: Vec<Change> = self
+            .names
+            .iter()
+            .zip(&gone.member)
+            .filter(|(_, m)| **m)
+            .map(|(segment, _)| Change {
+                segment: segment.clone(),
+                profile: from.to_string(),
+                entered: false,
+                at: now,
+            })
+            .collect();
+        self.state(into);
+        if let Some(state) = self.profiles.get_mut(into) {
+            for ((live, theirs), rule) in state.lives.iter_mut().zip(gone.lives).zip(&self.rules) {
+                live.absorb(rule, theirs, now);
+            }
+            for ((s, theirs), plan) in state.scores.iter_mut().zip(gone.scores).zip(&self.plans) {
+                s.absorb(plan, theirs);
+            }
+        }
+        changes.extend(self.evaluate(into, now));
+        changes
+    }
+
     /// A profile's traits, computed traits, scores (of plans the engine does not keep) or
     /// external memberships changed.
     pub fn set_facts(&mut self, profile: &str, facts: ProfileFacts, now: i64) -> Vec<Change> {

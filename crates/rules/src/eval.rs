@@ -258,40 +258,25 @@ impl Live {
         let mut ls = Vec::new();
         leaves(expr, &mut ls);
         for (leaf, slot) in ls.iter().copied().zip(&mut self.slots) {
-            match (leaf, slot) {
-                (Expr::Count { sel, window, .. }, Slot::Window { entries }) => {
-                    if sel.matches(e) {
-                        let at = entries.partition_point(|(t, _)| *t <= e.time);
-                        entries.insert(at, (e.time, 0.0));
-                    }
-                    let dead = entries.partition_point(|(t, _)| *t <= now - window);
-                    entries.drain(..dead);
+            match (leaf, &mut *slot) {
+                (Expr::Count { sel, .. }, Slot::Window { entries }) if sel.matches(e) => {
+                    let at = entries.partition_point(|(t, _)| *t <= e.time);
+                    entries.insert(at, (e.time, 0.0));
                 }
                 (
                     Expr::Sum {
-                        sel,
-                        property: p,
-                        window,
-                        ..
+                        sel, property: p, ..
                     },
                     Slot::Window { entries },
-                ) => {
-                    if sel.matches(e) {
-                        let x = property(&e.properties, p)
-                            .and_then(Value::as_f64)
-                            .unwrap_or(0.0);
-                        let at = entries.partition_point(|(t, _)| *t <= e.time);
-                        entries.insert(at, (e.time, x));
-                    }
-                    let dead = entries.partition_point(|(t, _)| *t <= now - window);
-                    entries.drain(..dead);
+                ) if sel.matches(e) => {
+                    let x = property(&e.properties, p)
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.0);
+                    let at = entries.partition_point(|(t, _)| *t <= e.time);
+                    entries.insert(at, (e.time, x));
                 }
                 (
-                    Expr::Then {
-                        first,
-                        second,
-                        window,
-                    },
+                    Expr::Then { first, second, .. },
                     Slot::Then {
                         firsts,
                         seconds,
@@ -308,13 +293,6 @@ impl Live {
                     if second.matches(e) {
                         insert_sorted(seconds, e.time);
                     }
-                    // The earliest second that completes a pair (a late event can make it
-                    // earlier, so the events stay until it is past).
-                    *found_at = earliest_pair(firsts, seconds, *window);
-                    if found_at.is_some_and(|t| t <= now) {
-                        firsts.clear();
-                        seconds.clear();
-                    }
                 }
                 (Expr::ThenNo { first, second, .. }, Slot::ThenNo { firsts, seconds }) => {
                     if first.matches(e) {
@@ -323,19 +301,68 @@ impl Live {
                     if second.matches(e) {
                         insert_sorted(seconds, e.time);
                     }
-                    // Firsts before the latest one already past are superseded for good, and
-                    // so are seconds not after it.
-                    let past = firsts.partition_point(|t| *t <= now);
-                    if past > 1 {
-                        firsts.drain(..past - 1);
-                    }
-                    if let Some(&latest) = firsts.first().filter(|t| **t <= now) {
-                        let stale = seconds.partition_point(|t| *t <= latest);
-                        seconds.drain(..stale);
-                    }
                 }
                 _ => {}
             }
+            settle(leaf, slot, now);
+        }
+    }
+
+    /// Takes in the state of a profile merged into this one (same rule): afterwards it is
+    /// as if this profile had observed both profiles' events.
+    pub fn absorb(&mut self, expr: &Expr, other: Live, now: i64) {
+        let mut ls = Vec::new();
+        leaves(expr, &mut ls);
+        for ((leaf, slot), theirs) in ls.iter().copied().zip(&mut self.slots).zip(other.slots) {
+            match (&mut *slot, theirs) {
+                (Slot::Window { entries }, Slot::Window { entries: more }) => {
+                    entries.extend(more);
+                    entries.sort_by_key(|(t, _)| *t);
+                }
+                (
+                    Slot::Then {
+                        firsts,
+                        seconds,
+                        found_at,
+                    },
+                    Slot::Then {
+                        firsts: more_firsts,
+                        seconds: more_seconds,
+                        found_at: theirs_found,
+                    },
+                ) => {
+                    let done = [*found_at, theirs_found]
+                        .into_iter()
+                        .flatten()
+                        .filter(|t| *t <= now)
+                        .min();
+                    if done.is_some() {
+                        *found_at = done;
+                        firsts.clear();
+                        seconds.clear();
+                        continue;
+                    }
+                    firsts.extend(more_firsts);
+                    firsts.sort_unstable();
+                    seconds.extend(more_seconds);
+                    seconds.sort_unstable();
+                    *found_at = None;
+                }
+                (
+                    Slot::ThenNo { firsts, seconds },
+                    Slot::ThenNo {
+                        firsts: more_firsts,
+                        seconds: more_seconds,
+                    },
+                ) => {
+                    firsts.extend(more_firsts);
+                    firsts.sort_unstable();
+                    seconds.extend(more_seconds);
+                    seconds.sort_unstable();
+                }
+                _ => {}
+            }
+            settle(leaf, slot, now);
         }
     }
 
@@ -456,6 +483,48 @@ impl Live {
         }
         trait_deadlines(expr, facts, &mut candidates);
         candidates.into_iter().filter(|t| *t > now).min()
+    }
+}
+
+/// Drops what can no longer matter to one event condition at `now`.
+fn settle(leaf: &Expr, slot: &mut Slot, now: i64) {
+    match (leaf, slot) {
+        (Expr::Count { window, .. } | Expr::Sum { window, .. }, Slot::Window { entries }) => {
+            let dead = entries.partition_point(|(t, _)| *t <= now - window);
+            entries.drain(..dead);
+        }
+        (
+            Expr::Then { window, .. },
+            Slot::Then {
+                firsts,
+                seconds,
+                found_at,
+            },
+        ) => {
+            if found_at.is_some_and(|t| t <= now) {
+                return;
+            }
+            // The earliest second that completes a pair (a late event can make it
+            // earlier, so the events stay until it is past).
+            *found_at = earliest_pair(firsts, seconds, *window);
+            if found_at.is_some_and(|t| t <= now) {
+                firsts.clear();
+                seconds.clear();
+            }
+        }
+        (Expr::ThenNo { .. }, Slot::ThenNo { firsts, seconds }) => {
+            // Firsts before the latest one already past are superseded for good, and so
+            // are seconds not after it.
+            let past = firsts.partition_point(|t| *t <= now);
+            if past > 1 {
+                firsts.drain(..past - 1);
+            }
+            if let Some(&latest) = firsts.first().filter(|t| **t <= now) {
+                let stale = seconds.partition_point(|t| *t <= latest);
+                seconds.drain(..stale);
+            }
+        }
+        _ => {}
     }
 }
 

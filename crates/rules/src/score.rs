@@ -186,6 +186,21 @@ impl State {
         }
     }
 
+    /// Takes in the state of a profile merged into this one (same plan): the totals add up
+    /// (each decayed to the later reference time), pending events join.
+    pub fn absorb(&mut self, plan: &Plan, other: State) {
+        for ((mine, theirs), s) in self.totals.iter_mut().zip(other.totals).zip(&plan.signals) {
+            let at = mine.1.max(theirs.1);
+            *mine = (
+                mine.0 * decay(s.half_life, mine.1, at)
+                    + theirs.0 * decay(s.half_life, theirs.1, at),
+                at,
+                mine.2 + theirs.2,
+            );
+        }
+        self.pending.extend(other.pending);
+    }
+
     /// Counts the pending events whose time has come.
     fn settle(&mut self, plan: &Plan, now: i64) {
         if self.pending.iter().all(|(t, _)| *t > now) {

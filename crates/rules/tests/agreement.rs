@@ -167,3 +167,89 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+    /// Two profiles' states merged at some instant behave as one profile that saw both
+    /// histories: the same answer as the batch evaluator over both, at every later arrival
+    /// and at every instant `next_change` announces.
+    #[test]
+    fn a_merged_state_is_the_state_of_both_histories(
+        text in rule(),
+        mine in history(),
+        theirs in history(),
+        merge_at in 0i64..220,
+    ) {
+        let rule = compile(&text, &schema()).unwrap();
+        let (traits, computed, segments) = facts_for("pro", 0);
+        let scores = BTreeMap::new();
+        let facts = Facts { traits: &traits, computed: &computed, segments: &segments, scores: &scores };
+        let merge_at = merge_at * S;
+        let event = |(time, _, name, p): (i64, i64, &str, u32)| Event { time, name: name.into(), properties: json!({ "p": p }) };
+        let (mut a, mut b) = (Live::new(&rule.expr), Live::new(&rule.expr));
+        let mut all: Vec<(i64, i64, &str, u32)> = mine.iter().chain(&theirs).copied().collect();
+        all.sort_by_key(|e| e.1);
+        for e in mine.iter().filter(|e| e.1 <= merge_at) {
+            a.observe(&rule.expr, &event(*e), e.1);
+        }
+        for e in theirs.iter().filter(|e| e.1 <= merge_at) {
+            b.observe(&rule.expr, &event(*e), e.1);
+        }
+        a.absorb(&rule.expr, b, merge_at);
+        let mut arrived: Vec<Event> = all.iter().filter(|e| e.1 <= merge_at).map(|e| event(*e)).collect();
+        let mut now = merge_at;
+        let later: Vec<&(i64, i64, &str, u32)> = all.iter().filter(|e| e.1 > merge_at).collect();
+        let mut fed = 0;
+        loop {
+            prop_assert_eq!(a.evaluate(&rule.expr, &facts, now), evaluate(&rule.expr, &facts, &arrived, now), "{} at {}µs", text, now);
+            let next_arrival = later.get(fed).map_or(400 * S, |e| e.1);
+            let timer = a.next_change(&rule.expr, &facts, now).unwrap_or(i64::MAX);
+            let next = next_arrival.min(timer);
+            if next >= 400 * S {
+                break;
+            }
+            let probe = (now + next) / 2;
+            if probe > now {
+                prop_assert_eq!(a.evaluate(&rule.expr, &facts, now), evaluate(&rule.expr, &facts, &arrived, probe), "{}: changed unannounced at {}µs", text, probe);
+            }
+            now = next;
+            while fed < later.len() && later[fed].1 <= now {
+                let e = event(*later[fed]);
+                a.observe(&rule.expr, &e, now);
+                arrived.push(e);
+                fed += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn merged_profiles_leave_and_the_survivor_takes_their_events() {
+    use strata_rules::engine::Engine;
+    let rule = compile("\"A\" at least 2 times within 60s", &schema()).unwrap();
+    let mut engine = Engine::new(vec![("Twice".into(), rule)]).unwrap();
+    let a = |t: i64| Event {
+        time: t,
+        name: "A".into(),
+        properties: json!({}),
+    };
+    engine.observe("anon", &a(0), 0);
+    engine.observe("anon", &a(S), S);
+    assert_eq!(engine.members("Twice"), ["anon"]);
+    engine.observe("user", &a(2 * S), 2 * S);
+    let changes = engine.merge("user", "anon", 3 * S);
+    let got: Vec<(&str, &str, bool)> = changes
+        .iter()
+        .map(|c| (c.segment.as_str(), c.profile.as_str(), c.entered))
+        .collect();
+    assert_eq!(got, [("Twice", "anon", false), ("Twice", "user", true)]);
+    assert_eq!(engine.profile_count(), 1);
+    // The survivor's window holds all three events: it leaves when only one of them is
+    // less than 60 s old, at 61 s.
+    assert!(engine.tick(61 * S - 1).is_empty());
+    assert_eq!(engine.next_timer(), Some(61 * S));
+    let left = engine.tick(61 * S);
+    assert_eq!(left.len(), 1);
+    assert!(!left[0].entered);
+}

@@ -243,6 +243,8 @@ pub async fn ingest(
     };
     let mut live_events: Vec<(String, strata_rules::Event)> = Vec::new();
     let mut identified: Vec<String> = Vec::new();
+    // Profiles merged by these messages: (survivor, merged away).
+    let mut merges: Vec<(String, String)> = Vec::new();
     let mut accepted = None;
     if !valid.is_empty() {
         let _permit = state
@@ -263,8 +265,11 @@ pub async fn ingest(
             .map_err(|e| ApiError::store(&e))?;
         for (i, (index, o)) in positions.into_iter().zip(outcomes).enumerate() {
             match o {
-                Outcome::Stored { profile, .. } => {
+                Outcome::Stored {
+                    profile, merged, ..
+                } => {
                     stored += 1;
+                    merges.extend(merged.into_iter().map(|m| (profile.clone(), m)));
                     if let Some((event, identify)) = for_segments.get(i) {
                         if let Some(e) = event {
                             live_events.push((profile.clone(), e.clone()));
@@ -286,13 +291,17 @@ pub async fn ingest(
             }
         }
     }
-    if !live_events.is_empty() || !identified.is_empty() {
+    if state.live.is_active()
+        && (!live_events.is_empty() || !identified.is_empty() || !merges.is_empty())
+    {
         // Membership moves before the answer, so a client that reads its segments after a
         // 2xx sees the event's effect.
         let st = Arc::clone(&state);
         let now = state.now();
         let _ = tokio::task::spawn_blocking(move || {
-            let changes = st.live.on_stored(&st.store, &live_events, &identified, now);
+            let changes = st
+                .live
+                .on_stored(&st.store, &live_events, &identified, &merges, now);
             if let (Some(at), Ok(mut h)) = (accepted, st.metrics.segment_update.lock()) {
                 h.observe(at.elapsed().as_secs_f64());
             }

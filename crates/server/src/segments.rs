@@ -495,12 +495,16 @@ impl Live {
         self.active.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Events just stored for `profile` (their track events move the profile's segments).
+    /// Messages just stored: track events by the profile they were stored on (they move its
+    /// segments), identified profiles (their facts are re-read), and merges (survivor,
+    /// merged away): the merged-away profile leaves its segments and cluster, and its event
+    /// state joins the survivor's.
     pub fn on_stored(
         &self,
         reader: &Reader,
         stored: &[(String, Event)],
         identified: &[String],
+        merges: &[(String, String)],
         now: i64,
     ) -> Vec<ChangeView> {
         let Ok(mut inner) = self.inner.lock() else {
@@ -512,10 +516,42 @@ impl Live {
         let now = now.max(inner.now);
         inner.now = now;
         let mut changes = Vec::new();
+        // Where each merged-away profile's events go now (merges may chain in one batch).
+        let mut survivor: HashMap<&str, &str> = HashMap::new();
+        for (into, from) in merges {
+            survivor.insert(from.as_str(), into.as_str());
+        }
+        let owner = |p: &str| -> String {
+            let mut at = p.to_string();
+            for _ in 0..=merges.len() {
+                match survivor.get(at.as_str()) {
+                    Some(next) => at = (*next).to_string(),
+                    None => break,
+                }
+            }
+            at
+        };
         if let Some(engine) = inner.engine.as_mut() {
             changes.extend(engine.tick(now));
+            for (into, from) in merges {
+                changes.extend(engine.merge(into, from, now));
+            }
+        }
+        for (_, from) in merges {
+            inner.history.remove(from);
+            if let Some((cluster, due)) = inner.clusters.remove(from) {
+                inner.reassign.remove(&(due, from.clone()));
+                changes.push(Change {
+                    segment: cluster,
+                    profile: from.clone(),
+                    entered: false,
+                    at: now,
+                });
+            }
+        }
+        if let Some(engine) = inner.engine.as_mut() {
             for (profile, e) in stored {
-                changes.extend(engine.observe(profile, e, now));
+                changes.extend(engine.observe(&owner(profile), e, now));
             }
         }
         changes.extend(inner.reassign_due(reader, now));
@@ -523,9 +559,11 @@ impl Live {
         for profile in identified
             .iter()
             .chain(stored.iter().filter(|_| moved).map(|(p, _)| p))
+            .chain(merges.iter().map(|(into, _)| into))
+            .map(|p| owner(p))
             .collect::<BTreeSet<_>>()
         {
-            if let Ok(Some(p)) = reader.profile(profile)
+            if let Ok(Some(p)) = reader.profile(&profile)
                 && let Ok(c) = inner.refresh(reader, &p, now)
             {
                 changes.extend(c);

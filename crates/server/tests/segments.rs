@@ -619,3 +619,70 @@ async fn a_scoring_plan_scores_profiles_and_a_decaying_score_leaves_its_segment_
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.json()["code"], "plan_in_use");
 }
+
+#[tokio::test]
+async fn a_merge_moves_the_merged_profiles_events_to_the_survivor_at_once() {
+    let (s, _clock) = server();
+    admin(
+        &s,
+        Method::POST,
+        "/api/segments",
+        Some(
+            json!({ "name": "Browsers", "rule": "\"Product Viewed\" at least 2 times within 1h" }),
+        ),
+    )
+    .await;
+    admin(&s, Method::POST, "/api/segments/Browsers/activate", None).await;
+    let view = |who: (&str, &str), id: &str, at: i64| json!({ "type": "track", who.0: who.1, "event": "Product Viewed", "messageId": id, "timestamp": iso(at) });
+    for (who, id, at) in [
+        (("anonymousId", "a-1"), "v1", NOW - 120_000_000),
+        (("anonymousId", "a-2"), "v2", NOW - 110_000_000),
+        (("anonymousId", "a-2"), "v3", NOW - 100_000_000),
+        (("userId", "ada"), "v4", NOW - 60_000_000),
+    ] {
+        assert_eq!(
+            s.post("/v1/track", &view(who, id, at)).await.status,
+            StatusCode::OK
+        );
+    }
+    let members = || async {
+        admin(&s, Method::GET, "/api/segments/Browsers/members", None)
+            .await
+            .json()["members"]
+            .clone()
+    };
+    let a2 = admin(&s, Method::GET, "/api/profiles/anon:a-2?events=0", None)
+        .await
+        .json()["id"]
+        .clone();
+    assert_eq!(members().await, json!([a2]));
+    // Ada logs in on both devices: each identify merges an anonymous profile into hers.
+    for (anon, id) in [("a-1", "i1"), ("a-2", "i2")] {
+        let login = json!({ "type": "identify", "userId": "ada", "anonymousId": anon, "messageId": id, "timestamp": iso(NOW) });
+        assert_eq!(s.post("/v1/identify", &login).await.status, StatusCode::OK);
+    }
+    let ada = admin(&s, Method::GET, "/api/profiles/user:ada/segments", None)
+        .await
+        .json();
+    assert_eq!(ada["segments"], json!(["Browsers"]), "{ada}");
+    let survivor = ada["profile"].clone();
+    assert_eq!(members().await, json!([survivor]));
+    // A restart replays the log by survivor: the same answer.
+    let again = AppState::new(
+        s.state.store.clone(),
+        Settings {
+            clock: Arc::new(|| NOW),
+            ..Settings::default()
+        },
+    )
+    .unwrap();
+    let router = strata_server::router(again);
+    let req = axum::http::Request::get("/api/segments/Browsers/members")
+        .header("authorization", format!("Bearer {ADMIN_KEY}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["members"], json!([survivor]));
+}

@@ -488,6 +488,7 @@ impl Tx<'_> {
         let outcome = Outcome::Stored {
             seq,
             profile: profile.id.clone(),
+            merged: absorbed.iter().map(|s| s.to_string()).collect(),
         };
         self.touched.insert(profile.id.clone(), profile);
         Ok(outcome)

@@ -131,8 +131,13 @@ pub struct Message {
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Stored at this position of the log, on this profile.
-    Stored { seq: u64, profile: String },
+    /// Stored at this position of the log, on this profile; `merged` are the profiles this
+    /// message merged into it (they no longer exist).
+    Stored {
+        seq: u64,
+        profile: String,
+        merged: Vec<String>,
+    },
     /// A message with this `messageId` is already stored (at `seq`).
     Duplicate { seq: u64 },
     /// Not stored: the reason.

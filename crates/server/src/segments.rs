@@ -551,7 +551,11 @@ impl Live {
         }
         if let Some(engine) = inner.engine.as_mut() {
             for (profile, e) in stored {
-                changes.extend(engine.observe(&owner(profile), e, now));
+                if merges.is_empty() {
+                    changes.extend(engine.observe(profile, e, now));
+                } else {
+                    changes.extend(engine.observe(&owner(profile), e, now));
+                }
             }
         }
         changes.extend(inner.reassign_due(reader, now));

@@ -61,26 +61,6 @@ pub struct Engine {
     thresholds: Vec<Vec<(Cmp, f64)>>,
 }
 
-fn score_tests(expr: &Expr, out: &mut Vec<(String, Cmp, f64)>) {
-    match expr {
-        Expr::And(ps) | Expr::Or(ps) => ps.iter().for_each(|p| score_tests(p, out)),
-        Expr::Not(inner) => score_tests(inner, out),
-        Expr::Score {
-            name, cmp, value, ..
-        } => out.push((name.clone(), *cmp, *value)),
-        _ => {}
-    }
-}
-
-fn uses(expr: &Expr, out: &mut Vec<String>) {
-    match expr {
-        Expr::And(ps) | Expr::Or(ps) => ps.iter().for_each(|p| uses(p, out)),
-        Expr::Not(inner) => uses(inner, out),
-        Expr::InSegment { name, .. } => out.push(name.clone()),
-        _ => {}
-    }
-}
-
 impl Engine {
     /// An engine for these segments (name, checked rule). Refuses two segments of one name
     /// and cycles of `in segment` references. A reference to a segment that is not here
@@ -116,9 +96,13 @@ impl Engine {
             }
             placed[i] = true;
             let mut used = Vec::new();
-            uses(&rules[i].1.expr, &mut used);
+            rules[i].1.expr.for_each_condition(&mut |c| {
+                if let Expr::InSegment { name, .. } = c {
+                    used.push(name.as_str());
+                }
+            });
             for u in used {
-                if let Some(&j) = index.get(u.as_str()) {
+                if let Some(&j) = index.get(u) {
                     place(j, rules, index, placed, order);
                 }
             }
@@ -144,14 +128,21 @@ impl Engine {
     pub fn with_scores(mut self, plans: Vec<score::Plan>) -> Self {
         let mut tests = Vec::new();
         for rule in &self.rules {
-            score_tests(rule, &mut tests);
+            rule.for_each_condition(&mut |c| {
+                if let Expr::Score {
+                    name, cmp, value, ..
+                } = c
+                {
+                    tests.push((name.as_str(), *cmp, *value));
+                }
+            });
         }
         self.thresholds = plans
             .iter()
             .map(|p| {
                 tests
                     .iter()
-                    .filter(|(name, _, _)| *name == p.name)
+                    .filter(|(name, _, _)| *name == p.name.as_str())
                     .map(|(_, c, v)| (*c, *v))
                     .collect()
             })
@@ -188,12 +179,14 @@ impl Engine {
         };
         let mut changes = Vec::new();
         let mut next: Option<i64> = None;
+        // Only the scores a rule tests are worked out on the event path.
         for (i, plan) in self.plans.iter().enumerate() {
+            if self.thresholds[i].is_empty() {
+                continue;
+            }
             let value = state.scores[i].value(plan, now);
             state.facts.scores.insert(plan.name.clone(), value);
-            if !self.thresholds[i].is_empty()
-                && let Some(t) = state.scores[i].next_crossing(plan, &self.thresholds[i], now)
-            {
+            if let Some(t) = state.scores[i].next_crossing(plan, &self.thresholds[i], now) {
                 next = Some(next.map_or(t, |n: i64| n.min(t)));
             }
         }

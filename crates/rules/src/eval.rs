@@ -213,19 +213,21 @@ pub struct Live {
     slots: Vec<Slot>,
 }
 
+/// Whether a condition keeps per-event state (a slot of [`Live`]).
+fn is_event_condition(c: &Expr) -> bool {
+    matches!(
+        c,
+        Expr::Count { .. } | Expr::Sum { .. } | Expr::Then { .. } | Expr::ThenNo { .. }
+    )
+}
+
 /// The event conditions of `expr`, in a fixed order (depth first).
 fn leaves<'a>(expr: &'a Expr, out: &mut Vec<&'a Expr>) {
-    match expr {
-        Expr::And(parts) | Expr::Or(parts) => parts.iter().for_each(|p| leaves(p, out)),
-        Expr::Not(inner) => leaves(inner, out),
-        Expr::Count { .. } | Expr::Sum { .. } | Expr::Then { .. } | Expr::ThenNo { .. } => {
-            out.push(expr);
+    expr.for_each_condition(&mut |c| {
+        if is_event_condition(c) {
+            out.push(c);
         }
-        Expr::Trait { .. }
-        | Expr::Computed { .. }
-        | Expr::InSegment { .. }
-        | Expr::Score { .. } => {}
-    }
+    });
 }
 
 impl Live {
@@ -255,57 +257,15 @@ impl Live {
     /// Takes an event that arrived at `now` (its own time may be earlier: a late event, or
     /// later: a clock ahead), and drops what can no longer matter.
     pub fn observe(&mut self, expr: &Expr, e: &Event, now: i64) {
-        let mut ls = Vec::new();
-        leaves(expr, &mut ls);
-        for (leaf, slot) in ls.iter().copied().zip(&mut self.slots) {
-            match (leaf, &mut *slot) {
-                (Expr::Count { sel, .. }, Slot::Window { entries }) if sel.matches(e) => {
-                    let at = entries.partition_point(|(t, _)| *t <= e.time);
-                    entries.insert(at, (e.time, 0.0));
-                }
-                (
-                    Expr::Sum {
-                        sel, property: p, ..
-                    },
-                    Slot::Window { entries },
-                ) if sel.matches(e) => {
-                    let x = property(&e.properties, p)
-                        .and_then(Value::as_f64)
-                        .unwrap_or(0.0);
-                    let at = entries.partition_point(|(t, _)| *t <= e.time);
-                    entries.insert(at, (e.time, x));
-                }
-                (
-                    Expr::Then { first, second, .. },
-                    Slot::Then {
-                        firsts,
-                        seconds,
-                        found_at,
-                    },
-                ) => {
-                    // Once a pair is complete by `now`, the condition holds for good.
-                    if found_at.is_some_and(|t| t <= now) {
-                        continue;
-                    }
-                    if first.matches(e) {
-                        insert_sorted(firsts, e.time);
-                    }
-                    if second.matches(e) {
-                        insert_sorted(seconds, e.time);
-                    }
-                }
-                (Expr::ThenNo { first, second, .. }, Slot::ThenNo { firsts, seconds }) => {
-                    if first.matches(e) {
-                        insert_sorted(firsts, e.time);
-                    }
-                    if second.matches(e) {
-                        insert_sorted(seconds, e.time);
-                    }
-                }
-                _ => {}
+        // A walk, not a list of the conditions: this runs for every segment on every event.
+        let mut slots = self.slots.iter_mut();
+        expr.for_each_condition(&mut |leaf| {
+            if is_event_condition(leaf)
+                && let Some(slot) = slots.next()
+            {
+                observe_one(leaf, slot, e, now);
             }
-            settle(leaf, slot, now);
-        }
+        });
     }
 
     /// Takes in the state of a profile merged into this one (same rule): afterwards it is
@@ -484,6 +444,57 @@ impl Live {
         trait_deadlines(expr, facts, &mut candidates);
         candidates.into_iter().filter(|t| *t > now).min()
     }
+}
+
+/// One event condition takes an event that arrived at `now`.
+fn observe_one(leaf: &Expr, slot: &mut Slot, e: &Event, now: i64) {
+    match (leaf, &mut *slot) {
+        (Expr::Count { sel, .. }, Slot::Window { entries }) if sel.matches(e) => {
+            let at = entries.partition_point(|(t, _)| *t <= e.time);
+            entries.insert(at, (e.time, 0.0));
+        }
+        (
+            Expr::Sum {
+                sel, property: p, ..
+            },
+            Slot::Window { entries },
+        ) if sel.matches(e) => {
+            let x = property(&e.properties, p)
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            let at = entries.partition_point(|(t, _)| *t <= e.time);
+            entries.insert(at, (e.time, x));
+        }
+        (
+            Expr::Then { first, second, .. },
+            Slot::Then {
+                firsts,
+                seconds,
+                found_at,
+            },
+        ) => {
+            // Once a pair is complete by `now`, the condition holds for good.
+            if found_at.is_some_and(|t| t <= now) {
+                return;
+            }
+            if first.matches(e) {
+                insert_sorted(firsts, e.time);
+            }
+            if second.matches(e) {
+                insert_sorted(seconds, e.time);
+            }
+        }
+        (Expr::ThenNo { first, second, .. }, Slot::ThenNo { firsts, seconds }) => {
+            if first.matches(e) {
+                insert_sorted(firsts, e.time);
+            }
+            if second.matches(e) {
+                insert_sorted(seconds, e.time);
+            }
+        }
+        _ => {}
+    }
+    settle(leaf, slot, now);
 }
 
 /// Drops what can no longer matter to one event condition at `now`.

@@ -160,6 +160,27 @@ pub enum Expr {
     },
 }
 
+impl Expr {
+    /// Calls `f` on each condition of the rule (everything but `and`, `or` and `not`), depth
+    /// first, in the order written.
+    pub fn for_each_condition<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
+        match self {
+            Expr::And(parts) | Expr::Or(parts) => {
+                parts.iter().for_each(|p| p.for_each_condition(f));
+            }
+            Expr::Not(inner) => inner.for_each_condition(f),
+            condition => f(condition),
+        }
+    }
+
+    /// Whether any condition of the rule satisfies `f`.
+    pub fn any_condition(&self, mut f: impl FnMut(&Expr) -> bool) -> bool {
+        let mut found = false;
+        self.for_each_condition(&mut |c| found = found || f(c));
+        found
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Word(String),

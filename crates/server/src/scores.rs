@@ -170,9 +170,9 @@ pub async fn remove(
             .into_iter()
             .filter(|r| {
                 strata_rules::parse(&r.rule).is_ok_and(|e| {
-                    let mut found = false;
-                    uses_score(&e, &name, &mut found);
-                    found
+                    e.any_condition(
+                        |c| matches!(c, strata_rules::Expr::Score { name: n, .. } if *n == name),
+                    )
                 })
             })
             .map(|r| r.name)
@@ -201,16 +201,6 @@ pub async fn remove(
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
-}
-
-fn uses_score(expr: &strata_rules::Expr, plan: &str, found: &mut bool) {
-    use strata_rules::Expr;
-    match expr {
-        Expr::And(ps) | Expr::Or(ps) => ps.iter().for_each(|p| uses_score(p, plan, found)),
-        Expr::Not(inner) => uses_score(inner, plan, found),
-        Expr::Score { name, .. } => *found |= name == plan,
-        _ => {}
-    }
 }
 
 /// `GET /api/profiles/{key}/scores`: each plan's score now and why, over the profile's

@@ -301,17 +301,6 @@ fn facts_of(reader: &Reader, p: &Profile, now: i64) -> Result<ProfileFacts, Stor
     })
 }
 
-/// Whether a rule tests a computed trait.
-fn tests_computed(expr: &strata_rules::Expr) -> bool {
-    use strata_rules::Expr;
-    match expr {
-        Expr::And(ps) | Expr::Or(ps) => ps.iter().any(tests_computed),
-        Expr::Not(inner) => tests_computed(inner),
-        Expr::Computed { .. } => true,
-        _ => false,
-    }
-}
-
 /// Scores of a history at `now`, by plan name (batch).
 fn scores_of(
     plans: &[strata_rules::score::Plan],
@@ -331,12 +320,9 @@ fn scores_of(
 
 /// One profile's track events, its merged-away profiles' included (a scan of the log).
 pub(crate) fn history_of(reader: &Reader, profile: &str) -> Result<Vec<Event>, StoreError> {
-    let survivor = reader.survivors()?;
     let mut out = Vec::new();
-    reader.for_each_event(|e| {
-        if survivor.get(&e.profile).unwrap_or(&e.profile) == profile
-            && let Some(ev) = as_event(&e)
-        {
+    for_each_track_event(reader, |owner, _, ev| {
+        if owner == profile {
             out.push(ev);
         }
         Ok(())
@@ -346,16 +332,29 @@ pub(crate) fn history_of(reader: &Reader, profile: &str) -> Result<Vec<Event>, S
 
 /// Every profile's track events, by the profile it belongs to now (after merges).
 fn histories(reader: &Reader) -> Result<BTreeMap<String, Vec<Event>>, StoreError> {
-    let survivor = reader.survivors()?;
     let mut out: BTreeMap<String, Vec<Event>> = BTreeMap::new();
-    reader.for_each_event(|e| {
-        if let Some(ev) = as_event(&e) {
-            let owner = survivor.get(&e.profile).unwrap_or(&e.profile).clone();
-            out.entry(owner).or_default().push(ev);
-        }
+    for_each_track_event(reader, |owner, _, ev| {
+        out.entry(owner.to_string()).or_default().push(ev);
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Every stored track event in log order, with the profile it belongs to now (after
+/// merges) and when it was received.
+fn for_each_track_event(
+    reader: &Reader,
+    mut f: impl FnMut(&str, i64, Event) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let survivor = reader.survivors()?;
+    reader.for_each_event(|e| match as_event(&e) {
+        Some(ev) => f(
+            survivor.get(&e.profile).unwrap_or(&e.profile),
+            e.message.received_at,
+            ev,
+        ),
+        None => Ok(()),
+    })
 }
 
 impl Live {
@@ -444,8 +443,11 @@ impl Live {
         inner.clusters.clear();
         inner.reassign.clear();
         inner.active = active.iter().map(|(n, _)| n.clone()).collect();
-        inner.events_move_facts =
-            inner.model.is_some() || active.iter().any(|(_, r)| tests_computed(&r.expr));
+        inner.events_move_facts = inner.model.is_some()
+            || active.iter().any(|(_, r)| {
+                r.expr
+                    .any_condition(|c| matches!(c, strata_rules::Expr::Computed { .. }))
+            });
         let live = !active.is_empty() || inner.model.is_some();
         self.active
             .store(live, std::sync::atomic::Ordering::Relaxed);
@@ -462,18 +464,13 @@ impl Live {
         let mut replayed = Vec::new();
         // Only rule segments need the history; clusters need only each profile's facts.
         if replay {
-            let survivor = reader.survivors().map_err(store_err)?;
-            reader
-                .for_each_event(|e| {
-                    if let Some(ev) = as_event(&e) {
-                        clock = clock.max(e.message.received_at);
-                        replayed.extend(engine.tick(clock));
-                        let owner = survivor.get(&e.profile).unwrap_or(&e.profile).clone();
-                        replayed.extend(engine.observe(&owner, &ev, clock));
-                    }
-                    Ok(())
-                })
-                .map_err(store_err)?;
+            for_each_track_event(reader, |owner, received_at, ev| {
+                clock = clock.max(received_at);
+                replayed.extend(engine.tick(clock));
+                replayed.extend(engine.observe(owner, &ev, clock));
+                Ok(())
+            })
+            .map_err(store_err)?;
         }
         let now = now.max(clock);
         replayed.extend(engine.tick(now));
@@ -740,24 +737,13 @@ fn find(store: &Reader, name: &str) -> Result<SegmentRecord, ApiError> {
         })
 }
 
-/// A segment's record, its rule checked now, and every profile's track events, for
-/// evaluating it over the stored history; a rule that no longer checks is the answer.
-#[allow(clippy::type_complexity, reason = "a private helper's plain tuple")]
-fn for_history(
+/// A segment's record and its rule checked now, for evaluating it over the stored history;
+/// a rule that no longer checks is the answer.
+fn checked(
     store: &Reader,
     live: &Live,
     name: &str,
-) -> Result<
-    Result<
-        (
-            SegmentRecord,
-            strata_rules::Rule,
-            BTreeMap<String, Vec<Event>>,
-        ),
-        Response,
-    >,
-    ApiError,
-> {
+) -> Result<Result<(SegmentRecord, strata_rules::Rule), Response>, ApiError> {
     let record = find(store, name)?;
     let records = store.segments().map_err(|e| ApiError::store(&e))?;
     let sch = schema(store, &records, &live.cluster_names()).map_err(|e| ApiError::store(&e))?;
@@ -765,8 +751,7 @@ fn for_history(
         Ok(r) => r,
         Err(e) => return Ok(Err(rule_error(&e))),
     };
-    let events = histories(store).map_err(|e| ApiError::store(&e))?;
-    Ok(Ok((record, rule, events)))
+    Ok(Ok((record, rule)))
 }
 
 /// `GET /api/segments`: every segment, with the size of the active ones.
@@ -828,13 +813,23 @@ pub async fn preview(
     let st = Arc::clone(&state);
     blocking(move || {
         let store = &st.store;
-        let (record, rule, events) = match for_history(store, &st.live, &name)? {
+        let (record, rule) = match checked(store, &st.live, &name)? {
             Ok(found) => found,
             Err(refused) => return Ok(refused),
         };
+        let events = histories(store).map_err(|e| ApiError::store(&e))?;
         let (mut size, mut members, mut profiles) = (0u64, Vec::new(), 0u64);
         let empty = Vec::new();
-        let plans = crate::scores::plans(store).map_err(|e| ApiError::store(&e))?;
+        // Only the plans the rule tests are scored, over every profile's history.
+        let plans: Vec<_> = crate::scores::plans(store)
+            .map_err(|e| ApiError::store(&e))?
+            .into_iter()
+            .filter(|p| {
+                rule.expr.any_condition(
+                    |c| matches!(c, strata_rules::Expr::Score { name, .. } if *name == p.name),
+                )
+            })
+            .collect();
         store
             .for_each_profile(|p| {
                 profiles += 1;
@@ -1045,10 +1040,12 @@ pub async fn why(
             .profile(&key)
             .map_err(|e| ApiError::store(&e))?
             .ok_or_else(ApiError::no_profile)?;
-        let (record, rule, events) = match for_history(store, &st.live, &name)? {
+        let (record, rule) = match checked(store, &st.live, &name)? {
             Ok(found) => found,
             Err(refused) => return Ok(refused),
         };
+        // This profile's events only: the whole log's histories are not kept in memory.
+        let history = history_of(store, &profile.id).map_err(|e| ApiError::store(&e))?;
         let computed = store.computed_of(&profile, now).map_err(|e| ApiError::store(&e))?;
         let segments: BTreeSet<String> = st
             .live
@@ -1056,11 +1053,10 @@ pub async fn why(
             .lock()
             .map(|i| i.segments_of(&profile.id).into_iter().collect())
             .unwrap_or_default();
-        let history = events.get(&profile.id).map_or(&[][..], Vec::as_slice);
         let plans = crate::scores::plans(store).map_err(|e| ApiError::store(&e))?;
-        let scores = scores_of(&plans, history, now);
+        let scores = scores_of(&plans, &history, now);
         let facts = Facts { traits: &profile.traits, computed: &computed, segments: &segments, scores: &scores };
-        let w = explain(&rule.expr, &facts, history, now);
+        let w = explain(&rule.expr, &facts, &history, now);
         fn to_json(w: &strata_rules::Why) -> Value {
             json!({ "holds": w.holds, "condition": w.condition, "found": w.found, "parts": w.parts.iter().map(to_json).collect::<Vec<_>>() })
         }

@@ -55,7 +55,7 @@ pub(crate) async fn blocking_api<T: Send + 'static>(
         .map_err(|e| ApiError::unavailable("internal", format!("the task failed: {e}")))?
 }
 
-fn parse_limit(
+pub(crate) fn parse_limit(
     name: &str,
     raw: Option<&String>,
     default: usize,

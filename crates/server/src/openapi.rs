@@ -206,7 +206,7 @@ pub fn spec() -> Value {
     );
     paths.insert(
         "/api/segments/{name}/preview".into(),
-        admin_get("Size and a sample of members now, computed over the stored history (before activation too).", &[name.clone(), query("sample", "Members to list, at most 1000 (default 10).", json!({ "type": "integer" }))], json_ok("The preview.", json!({ "type": "object" }))),
+        admin_get("Size and a sample of members now, computed over the stored history (before activation too).", &[name.clone(), query("sample", "Members to list: 1 to 1000 (default 10).", json!({ "type": "integer", "minimum": 1, "maximum": 1000 }))], json_ok("The preview.", json!({ "type": "object" }))),
     );
     for (action, summary) in [
         (
@@ -229,8 +229,8 @@ pub fn spec() -> Value {
                 name,
                 query(
                     "limit",
-                    "Members to list, at most 10000 (default 100).",
-                    json!({ "type": "integer" }),
+                    "Members to list: 1 to 10000 (default 100).",
+                    json!({ "type": "integer", "minimum": 1, "maximum": 10000 }),
                 ),
             ],
             json_ok("Members.", json!({ "type": "object" })),

@@ -13,6 +13,7 @@
 //! changes like any other, and rules see the cluster as a segment the profile is in.
 
 use crate::admin::blocking_api as blocking;
+use crate::admin::parse_limit;
 use crate::clusters::LiveModel;
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -804,11 +805,7 @@ pub async fn preview(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
-    let sample: usize = query
-        .get("sample")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
-        .min(1_000);
+    let sample = parse_limit("sample", query.get("sample"), 10, 1_000)?;
     let now = state.now();
     let st = Arc::clone(&state);
     blocking(move || {
@@ -927,11 +924,7 @@ pub async fn members(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
-    let limit: usize = query
-        .get("limit")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
-        .min(10_000);
+    let limit = parse_limit("limit", query.get("limit"), 100, 10_000)?;
     let inner = state
         .live
         .inner

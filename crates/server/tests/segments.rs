@@ -124,6 +124,25 @@ async fn a_segment_is_checked_previewed_activated_and_kept_live() {
         (Some(1), Some(2))
     );
     let ada = p["sample"][0].as_str().unwrap().to_string();
+    // A sample or limit that is not a whole number in range is refused, naming it.
+    for (path, name) in [
+        (
+            "/api/segments/Window%20shoppers/preview?sample=ten",
+            "sample",
+        ),
+        (
+            "/api/segments/Window%20shoppers/preview?sample=1001",
+            "sample",
+        ),
+        ("/api/segments/Window%20shoppers/members?limit=0", "limit"),
+        ("/api/segments/Window%20shoppers/members?limit=-3", "limit"),
+    ] {
+        let r = admin(&s, Method::GET, path, None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(r.code(), "invalid_parameter", "{path}");
+        let message = r.json()["message"].to_string();
+        assert!(message.contains(&format!("`{name}`")), "{path}: {message}");
+    }
     // Not active: no members endpoint yet.
     let r = admin(
         &s,

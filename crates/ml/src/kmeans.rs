@@ -266,17 +266,27 @@ fn block_distances(row: &[f64], block: &[f64]) -> [f64; LANES] {
 #[inline(always)]
 fn nearest(row: &[f64], ct: &[f64]) -> (u32, f64) {
     let d = row.len();
-    // Selects, not branches: on overlapping clusters which centre wins is unpredictable,
-    // and mispredicted branches here cost more than the distances themselves.
-    let (mut best, mut best_d) = (0u32, f64::INFINITY);
+    let mut found = (0u32, f64::INFINITY);
     for (b, block) in ct.chunks_exact(d * LANES).enumerate() {
-        for (t, &dd) in block_distances(row, block).iter().enumerate() {
-            let closer = dd < best_d;
-            best = if closer { (b * LANES + t) as u32 } else { best };
-            best_d = if closer { dd } else { best_d };
-        }
+        keep_nearest(&mut found, b, &block_distances(row, block));
     }
-    (best, best_d)
+    found
+}
+
+/// Folds one block's squared distances into (nearest index, its distance); the smallest
+/// index wins ties. Selects, not branches: on overlapping clusters which centre wins is
+/// unpredictable, and mispredicted branches here cost more than the distances themselves.
+#[inline(always)]
+fn keep_nearest((best, best_d): &mut (u32, f64), block: usize, distances: &[f64]) {
+    for (t, &dd) in distances.iter().enumerate() {
+        let closer = dd < *best_d;
+        *best = if closer {
+            (block * LANES + t) as u32
+        } else {
+            *best
+        };
+        *best_d = if closer { dd } else { *best_d };
+    }
 }
 
 /// Rows whose distances [`nearest_group`] computes together.
@@ -288,9 +298,10 @@ const GROUP: usize = 4;
 /// waiting on the previous add. Each distance still sums its terms in the same order, so the
 /// results are identical to [`nearest`]'s. At 1M × 8, k = 8 on 2 cores (AVX2, AMD EPYC) this
 /// took a Lloyd iteration from 8.3–8.5 to 6.6–6.9 ms. Tried there and dropped: AVX-512
-/// vectors (pulp's `x86-v4`: slower, 9.2 vs 7.6 ms a pass), a vector min-reduction instead of
-/// the per-lane selects (slower), groups of 2, 3 or 6 rows (4 was best), and the same grouping
-/// for Hamerly's re-examined rows (no gain at d = 32, slower at d = 8).
+/// vectors (pulp's `x86-v4`: a pass 9.2 vs 7.6 ms in a scratch harness), a vector
+/// min-reduction instead of the per-lane selects (slower), groups of 2, 3 or 6 rows (4 was
+/// best), and the same grouping for Hamerly's re-examined rows (no gain at d = 32, slower
+/// at d = 8).
 #[inline(always)]
 fn nearest_group<S: pulp::Simd>(
     simd: S,
@@ -302,17 +313,8 @@ fn nearest_group<S: pulp::Simd>(
     let mut found = [(0u32, f64::INFINITY); GROUP];
     for (b, block) in ct.chunks_exact(d * LANES).enumerate() {
         let acc = group_distances(simd, block, |r, j| rows[r * d + j]);
-        for (acc, (best, best_d)) in acc.iter().zip(found.iter_mut()) {
-            let distances: &[f64] = bytemuck::cast_slice(&acc[..parts]);
-            for (t, &dd) in distances.iter().enumerate() {
-                let closer = dd < *best_d;
-                *best = if closer {
-                    (b * LANES + t) as u32
-                } else {
-                    *best
-                };
-                *best_d = if closer { dd } else { *best_d };
-            }
+        for (acc, found) in acc.iter().zip(found.iter_mut()) {
+            keep_nearest(found, b, bytemuck::cast_slice(&acc[..parts]));
         }
     }
     found
@@ -1183,32 +1185,34 @@ fn hamerly(
         centroids = next;
         // After the last update the pass below is the final labelling.
         let last = shift <= tol || n_iter == max_iter;
-        // Half the distance from each centre to its nearest other centre.
-        let half: Vec<f64> = (0..k)
-            .map(|c| {
-                let cc = &centroids[c * d..(c + 1) * d];
-                0.5 * (0..k)
-                    .filter(|&o| o != c)
-                    .map(|o| dist2(cc, &centroids[o * d..(o + 1) * d]))
-                    .fold(f64::INFINITY, f64::min)
-                    .sqrt()
-            })
-            .collect();
-        // The largest and second-largest movement, for the lower bounds.
-        let (mut m1, mut m1_idx, mut m2) = (0.0f64, 0usize, 0.0f64);
-        for (c, &m) in moved.iter().enumerate() {
-            if m > m1 {
-                (m2, m1, m1_idx) = (m1, m, c);
-            } else if m > m2 {
-                m2 = m;
-            }
-        }
+        // Complete passes need no bounds moved; the others need the centres' separations
+        // and movements.
         if dense {
             let changed;
             (sums, counts, changed) = full_pass(&centroids, &mut labels, &mut upper, &mut lower);
             dense = changed > n / 8;
             moved_any = changed > 0;
         } else {
+            // Half the distance from each centre to its nearest other centre.
+            let half: Vec<f64> = (0..k)
+                .map(|c| {
+                    let cc = &centroids[c * d..(c + 1) * d];
+                    0.5 * (0..k)
+                        .filter(|&o| o != c)
+                        .map(|o| dist2(cc, &centroids[o * d..(o + 1) * d]))
+                        .fold(f64::INFINITY, f64::min)
+                        .sqrt()
+                })
+                .collect();
+            // The largest and second-largest movement, for the lower bounds.
+            let (mut m1, mut m1_idx, mut m2) = (0.0f64, 0usize, 0.0f64);
+            for (c, &m) in moved.iter().enumerate() {
+                if m > m1 {
+                    (m2, m1, m1_idx) = (m1, m, c);
+                } else if m > m2 {
+                    m2 = m;
+                }
+            }
             let centroids_ref = &centroids;
             let ct = transpose(&centroids, k, d);
             let deltas: Vec<(Delta, usize)> =

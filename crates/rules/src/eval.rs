@@ -477,24 +477,30 @@ fn observe_one(leaf: &Expr, slot: &mut Slot, e: &Event, now: i64) {
             if found_at.is_some_and(|t| t <= now) {
                 return;
             }
-            if first.matches(e) {
-                insert_sorted(firsts, e.time);
-            }
-            if second.matches(e) {
-                insert_sorted(seconds, e.time);
-            }
+            keep_pair_events(first, second, firsts, seconds, e);
         }
         (Expr::ThenNo { first, second, .. }, Slot::ThenNo { firsts, seconds }) => {
-            if first.matches(e) {
-                insert_sorted(firsts, e.time);
-            }
-            if second.matches(e) {
-                insert_sorted(seconds, e.time);
-            }
+            keep_pair_events(first, second, firsts, seconds, e);
         }
         _ => {}
     }
     settle(leaf, slot, now);
+}
+
+/// Keeps the event's time among a sequence's firsts and seconds, where it matches them.
+fn keep_pair_events(
+    first: &EventSel,
+    second: &EventSel,
+    firsts: &mut Vec<i64>,
+    seconds: &mut Vec<i64>,
+    e: &Event,
+) {
+    if first.matches(e) {
+        insert_sorted(firsts, e.time);
+    }
+    if second.matches(e) {
+        insert_sorted(seconds, e.time);
+    }
 }
 
 /// Drops what can no longer matter to one event condition at `now`.

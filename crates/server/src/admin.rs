@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use strata_store::computed;
-use strata_store::{ApiKey, KeyKind, Profile, RECENT_EVENTS, Search, StoredEvent, TraitChange};
+use strata_store::{
+    ApiKey, KeyKind, Profile, RECENT_EVENTS, Reader, Search, StoredEvent, TraitChange,
+};
 
 /// Events a profile answer includes unless `?events=` says otherwise.
 const DEFAULT_RECENT: usize = 20;
@@ -71,6 +73,14 @@ pub(crate) fn parse_limit(
             )),
         },
     }
+}
+
+/// The profile a key names (its id or an identity), or 404 `profile_not_found`.
+pub(crate) fn profile_or_404(store: &Reader, key: &str) -> Result<Profile, ApiError> {
+    store
+        .profile(key)
+        .map_err(|e| ApiError::store(&e))?
+        .ok_or_else(ApiError::no_profile)
 }
 
 /// A profile as the API shows it.
@@ -230,7 +240,7 @@ async fn export(
     state: &AppState,
     headers: &HeaderMap,
     name: &str,
-    write: fn(&strata_store::Reader, &mut Vec<u8>) -> Result<u64, strata_store::StoreError>,
+    write: fn(&Reader, &mut Vec<u8>) -> Result<u64, strata_store::StoreError>,
 ) -> Result<Response, ApiError> {
     require_admin(state, headers)?;
     let store = state.store.clone();

@@ -215,10 +215,7 @@ pub async fn of_profile(
     let st = Arc::clone(&state);
     blocking(move || {
         let store = &st.store;
-        let profile = store
-            .profile(&key)
-            .map_err(|e| ApiError::store(&e))?
-            .ok_or_else(ApiError::no_profile)?;
+        let profile = crate::admin::profile_or_404(store, &key)?;
         let events = crate::segments::history_of(store, &profile.id).map_err(|e| ApiError::store(&e))?;
         let shown: Vec<Value> = plans(store)
             .map_err(|e| ApiError::store(&e))?

@@ -1029,10 +1029,7 @@ pub async fn why(
     let st = Arc::clone(&state);
     blocking(move || {
         let store = &st.store;
-        let profile = store
-            .profile(&key)
-            .map_err(|e| ApiError::store(&e))?
-            .ok_or_else(ApiError::no_profile)?;
+        let profile = crate::admin::profile_or_404(store, &key)?;
         let (record, rule) = match checked(store, &st.live, &name)? {
             Ok(found) => found,
             Err(refused) => return Ok(refused),

@@ -56,6 +56,18 @@ async fn admin(
         .await
 }
 
+/// `POST /api/segments` with a name and a rule.
+async fn define(s: &common::Server, name: &str, rule: &str) -> common::Reply {
+    let body = json!({ "name": name, "rule": rule });
+    admin(s, Method::POST, "/api/segments", Some(body)).await
+}
+
+/// `POST /api/segments/{name}/activate` (`name` as it appears in the path).
+async fn activate(s: &common::Server, name: &str) -> common::Reply {
+    let path = format!("/api/segments/{name}/activate");
+    admin(s, Method::POST, &path, None).await
+}
+
 async fn track(s: &common::Server, user: &str, event: &str, at: i64, id: &str) {
     let m = json!({ "type": "track", "userId": user, "event": event, "messageId": id, "timestamp": iso(at) });
     let r = s.post("/v1/track", &m).await;
@@ -76,13 +88,7 @@ async fn a_segment_is_checked_previewed_activated_and_kept_live() {
     track(&s, "bob", "Order Completed", NOW - H, "e4").await;
 
     // A bad rule is refused with its position, and nothing is stored.
-    let r = admin(
-        &s,
-        Method::POST,
-        "/api/segments",
-        Some(json!({ "name": "Shoppers", "rule": "trait plam = \"pro\"" })),
-    )
-    .await;
+    let r = define(&s, "Shoppers", "trait plam = \"pro\"").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let body = r.json();
     assert_eq!(
@@ -101,13 +107,7 @@ async fn a_segment_is_checked_previewed_activated_and_kept_live() {
 
     let rule =
         "\"Product Viewed\" at least 2 times within 1d and no \"Order Completed\" within 30d";
-    let r = admin(
-        &s,
-        Method::POST,
-        "/api/segments",
-        Some(json!({ "name": "Window shoppers", "rule": rule })),
-    )
-    .await;
+    let r = define(&s, "Window shoppers", rule).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
     assert_eq!(r.json()["state"], "inactive");
     // Preview over the history, before activation.
@@ -153,13 +153,7 @@ async fn a_segment_is_checked_previewed_activated_and_kept_live() {
     .await;
     assert_eq!(r.code(), "segment_not_active");
 
-    let a = admin(
-        &s,
-        Method::POST,
-        "/api/segments/Window%20shoppers/activate",
-        None,
-    )
-    .await;
+    let a = activate(&s, "Window%20shoppers").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json());
     assert_eq!(a.json()["members"], 1);
     // Live: a new shopper's second view puts her in at once.
@@ -217,7 +211,12 @@ async fn a_segment_is_checked_previewed_activated_and_kept_live() {
         "{why}"
     );
     // A new version is live at once; the versions are kept.
-    let r = admin(&s, Method::POST, "/api/segments", Some(json!({ "name": "Window shoppers", "rule": "\"Product Viewed\" at least 1 times within 2d" }))).await;
+    let r = define(
+        &s,
+        "Window shoppers",
+        "\"Product Viewed\" at least 1 times within 2d",
+    )
+    .await;
     assert_eq!(r.json()["version"], 2);
     let listed = admin(&s, Method::GET, "/api/segments", None).await.json();
     assert_eq!(
@@ -245,14 +244,8 @@ async fn a_segment_is_checked_previewed_activated_and_kept_live() {
 async fn an_absence_enters_on_its_timer_and_active_segments_survive_a_restart() {
     let (s, clock) = server();
     let rule = "\"Added to Cart\" then no \"Order Completed\" within 2h";
-    admin(
-        &s,
-        Method::POST,
-        "/api/segments",
-        Some(json!({ "name": "Abandoners", "rule": rule })),
-    )
-    .await;
-    admin(&s, Method::POST, "/api/segments/Abandoners/activate", None).await;
+    define(&s, "Abandoners", rule).await;
+    activate(&s, "Abandoners").await;
     track(&s, "dan", "Added to Cart", NOW - H, "c1").await;
     assert_eq!(s.state.tick_segments(NOW), Some(NOW + H));
     clock.store(NOW + H, Ordering::Relaxed);
@@ -286,14 +279,8 @@ async fn an_absence_enters_on_its_timer_and_active_segments_survive_a_restart() 
 #[tokio::test]
 async fn changes_stream_as_server_sent_events() {
     let (s, _clock) = server();
-    admin(
-        &s,
-        Method::POST,
-        "/api/segments",
-        Some(json!({ "name": "Viewers", "rule": "\"Product Viewed\" within 1h" })),
-    )
-    .await;
-    admin(&s, Method::POST, "/api/segments/Viewers/activate", None).await;
+    define(&s, "Viewers", "\"Product Viewed\" within 1h").await;
+    activate(&s, "Viewers").await;
     let auth = format!("Bearer {ADMIN_KEY}");
     let req = axum::http::Request::get("/api/segments/changes")
         .header("authorization", auth)
@@ -362,14 +349,8 @@ async fn a_webhook_that_fails_half_the_time_still_gets_every_change_signed() {
     )
     .await;
     assert_eq!(r.code(), "invalid_url");
-    admin(
-        &s,
-        Method::POST,
-        "/api/segments",
-        Some(json!({ "name": "Viewers", "rule": "\"Product Viewed\" within 1h" })),
-    )
-    .await;
-    admin(&s, Method::POST, "/api/segments/Viewers/activate", None).await;
+    define(&s, "Viewers", "\"Product Viewed\" within 1h").await;
+    activate(&s, "Viewers").await;
     // 12 people enter; an hour later the timer takes them out: 24 changes.
     for i in 0..12 {
         track(
@@ -450,24 +431,12 @@ async fn a_saved_model_assigns_clusters_live_and_rules_use_them() {
         ..Settings::default()
     });
     // A rule segment may not take a cluster's name; rules may refer to clusters.
-    let taken = admin(
-        &s,
-        Method::POST,
-        "/api/segments",
-        Some(json!({ "name": "Lapsed", "rule": "\"Email Opened\" within 1d" })),
-    )
-    .await;
+    let taken = define(&s, "Lapsed", "\"Email Opened\" within 1d").await;
     assert_eq!(taken.status, StatusCode::BAD_REQUEST, "{}", taken.json());
     let rule = "in segment \"Lapsed\" and not (\"Email Opened\" within 1d)";
-    let r = admin(
-        &s,
-        Method::POST,
-        "/api/segments",
-        Some(json!({ "name": "Winback", "rule": rule })),
-    )
-    .await;
+    let r = define(&s, "Winback", rule).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
-    admin(&s, Method::POST, "/api/segments/Winback/activate", None).await;
+    activate(&s, "Winback").await;
     let order = |user: &str, amount: f64, id: &str| {
         json!({ "type": "track", "userId": user, "event": "Order Completed", "messageId": id,
             "timestamp": iso(NOW - H), "properties": { "revenue": amount } })
@@ -579,23 +548,11 @@ async fn a_scoring_plan_scores_profiles_and_a_decaying_score_leaves_its_segment_
     let r = admin(&s, Method::POST, "/api/scores", Some(plan)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
     // Rules see the plan; an unknown plan is refused.
-    let unknown = admin(
-        &s,
-        Method::POST,
-        "/api/segments",
-        Some(json!({ "name": "Hot", "rule": "score leads >= 30" })),
-    )
-    .await;
+    let unknown = define(&s, "Hot", "score leads >= 30").await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
-    let r = admin(
-        &s,
-        Method::POST,
-        "/api/segments",
-        Some(json!({ "name": "Hot", "rule": "score lead >= 30" })),
-    )
-    .await;
+    let r = define(&s, "Hot", "score lead >= 30").await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
-    admin(&s, Method::POST, "/api/segments/Hot/activate", None).await;
+    activate(&s, "Hot").await;
     track(&s, "ann", "Demo Requested", NOW, "d1").await;
     let pricing = json!({ "type": "track", "userId": "ann", "event": "Page Viewed", "messageId": "p1",
         "timestamp": iso(NOW), "properties": { "path": "/pricing" } });
@@ -651,7 +608,7 @@ async fn a_merge_moves_the_merged_profiles_events_to_the_survivor_at_once() {
         ),
     )
     .await;
-    admin(&s, Method::POST, "/api/segments/Browsers/activate", None).await;
+    activate(&s, "Browsers").await;
     let view = |who: (&str, &str), id: &str, at: i64| json!({ "type": "track", who.0: who.1, "event": "Product Viewed", "messageId": id, "timestamp": iso(at) });
     for (who, id, at) in [
         (("anonymousId", "a-1"), "v1", NOW - 120_000_000),
